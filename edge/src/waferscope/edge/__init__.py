@@ -1,0 +1,1 @@
+"""waferscope edge agent (runs next to a tester; onnxruntime only, never torch)."""

@@ -1,0 +1,1 @@
+"""waferscope hub (ingest, storage, review, alerts, model registry and rollout)."""

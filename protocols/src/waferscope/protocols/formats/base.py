@@ -1,0 +1,205 @@
+"""What a format reader is, how sources are opened, and the options every reader honours.
+
+A reader is detected *by content*: :meth:`WaferFormat.sniff` sees the first bytes of the
+(decompressed) stream. Compression (gzip, bzip2, xz) is recognised by magic bytes and undone
+here, once, for every format.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
+
+from waferscope.protocols.errors import FormatError
+from waferscope.protocols.wafermap import WaferMap
+
+HEAD_SIZE = 8192
+
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+
+
+class RetestPolicy(StrEnum):
+    """What to keep when one die (x, y) is tested more than once on a wafer."""
+
+    LAST = "last"  # the last result wins (the usual meaning of a retest)
+    FIRST = "first"  # the first result wins
+    BEST = "best"  # a pass anywhere wins; otherwise the last result
+    ALL = "all"  # keep every result (the quality report then lists duplicates)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    retest: RetestPolicy = RetestPolicy.LAST
+    max_dies: int = 20_000_000  # refuse absurd inputs instead of exhausting memory
+    max_text_bytes: int = 256 * 1024 * 1024  # text formats are read whole; cap them
+
+
+class _DecompressingReader(io.RawIOBase):
+    """Wraps a decompressor; a stream cut short reads as EOF and sets ``truncated``."""
+
+    def __init__(self, inner: BinaryIO, name: str, codec: str) -> None:
+        self._inner = inner
+        self._name = name
+        self._codec = codec
+        self.truncated = False
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._inner.read(len(b))
+        except EOFError:
+            self.truncated = True
+            return 0
+        except (OSError, zlib.error, lzma.LZMAError, ValueError) as exc:
+            raise FormatError(
+                f"corrupt {self._codec} data ({exc})",
+                format=self._codec,
+                source=self._name,
+                offset=self.consumed,
+            ) from None
+        n = len(data)
+        b[:n] = data
+        self.consumed += n
+        return n
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+class Source:
+    """An opened input: a binary stream (decompressed) plus its name and first bytes.
+
+    ``stream`` is positioned at 0. ``truncated`` becomes true when a compressed container ended
+    early (readers treat that as the stream ending mid-structure).
+    """
+
+    def __init__(self, name: str, raw: BinaryIO, *, path: Path | None = None) -> None:
+        self.name = name
+        self.path = path
+        self._raw = raw
+        magic = raw.read(6)
+        raw.seek(0)
+        self.compression: str | None = None
+        self._decomp: _DecompressingReader | None = None
+        inner: BinaryIO = raw
+        for prefix, codec in _MAGIC:
+            if magic.startswith(prefix):
+                self.compression = codec
+                opened: BinaryIO
+                if codec == "gzip":
+                    opened = gzip.GzipFile(fileobj=raw, mode="rb")
+                elif codec == "bzip2":
+                    opened = bz2.BZ2File(raw, mode="rb")
+                else:
+                    opened = lzma.LZMAFile(raw, mode="rb")
+                self._decomp = _DecompressingReader(opened, name, codec)
+                inner = io.BufferedReader(self._decomp, buffer_size=1 << 20)  # type: ignore[arg-type]
+                break
+        self.stream: BinaryIO = inner
+        self.head = self._peek_head()
+
+    def _peek_head(self) -> bytes:
+        if self._decomp is None:
+            head = self._raw.read(HEAD_SIZE)
+            self._raw.seek(0)
+            return head
+        # Decompressed streams cannot seek back cheaply: read the head and re-open.
+        head = self.stream.read(HEAD_SIZE)
+        self._reopen()
+        return head
+
+    def _reopen(self) -> None:
+        self._raw.seek(0)
+        assert self.compression is not None
+        opened: BinaryIO
+        if self.compression == "gzip":
+            opened = gzip.GzipFile(fileobj=self._raw, mode="rb")
+        elif self.compression == "bzip2":
+            opened = bz2.BZ2File(self._raw, mode="rb")
+        else:
+            opened = lzma.LZMAFile(self._raw, mode="rb")
+        self._decomp = _DecompressingReader(opened, self.name, self.compression)
+        self.stream = io.BufferedReader(self._decomp, buffer_size=1 << 20)  # type: ignore[arg-type]
+
+    @property
+    def truncated(self) -> bool:
+        return self._decomp is not None and self._decomp.truncated
+
+    def read_all(self, limit: int) -> bytes:
+        """The whole (decompressed) content, refusing more than ``limit`` bytes."""
+        data = self.stream.read(limit + 1)
+        if len(data) > limit:
+            raise FormatError(
+                f"input is larger than the {limit:,}-byte limit for this format",
+                source=self.name,
+                offset=limit,
+            )
+        return data
+
+    def close(self) -> None:
+        self.stream.close()
+        self._raw.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Source:
+        p = Path(path)
+        try:
+            raw = p.open("rb")
+        except OSError as exc:
+            raise FormatError(f"cannot open: {exc.strerror or exc}", source=str(p)) from None
+        try:
+            return cls(str(p), raw, path=p)
+        except BaseException:
+            raw.close()
+            raise
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str = "<bytes>") -> Source:
+        return cls(name, io.BytesIO(data))
+
+
+@runtime_checkable
+class WaferFormat(Protocol):
+    """A reader for one file format. Register it with one line in ``formats/__init__.py``."""
+
+    name: ClassVar[str]  # short id used on the CLI and in provenance, e.g. "stdf"
+    title: ClassVar[str]  # one line for `waferscope formats`
+
+    def sniff(self, head: bytes) -> bool:
+        """True when the first bytes of the decompressed stream look like this format."""
+
+    def read(self, source: Source, options: ReadOptions) -> Iterator[WaferMap]:
+        """Yield every wafer in the source; raise FormatError (naming the place) on bad input."""
+
+
+@runtime_checkable
+class WaferWriter(Protocol):
+    """A writer for a format (optional next to a reader)."""
+
+    name: ClassVar[str]
+
+    def write(self, maps: list[WaferMap], stream: BinaryIO) -> None:
+        """Write the maps to the binary stream."""

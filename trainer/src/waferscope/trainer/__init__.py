@@ -1,0 +1,1 @@
+"""waferscope trainer (everything that needs torch)."""
