@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO, ClassVar, Protocol, runtime_checkable
+from typing import BinaryIO, ClassVar, Protocol, cast, runtime_checkable
 
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.wafermap import WaferMap
@@ -47,10 +47,19 @@ class ReadOptions:
     max_text_bytes: int = 256 * 1024 * 1024  # text formats are read whole; cap them
 
 
+def _open_codec(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
+    """A decompressing reader over ``raw`` (the caller owns and closes it)."""
+    if codec == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if codec == "bzip2":
+        return bz2.BZ2File(raw, mode="rb")
+    return lzma.LZMAFile(raw, mode="rb")
+
+
 class _DecompressingReader(io.RawIOBase):
     """Wraps a decompressor; a stream cut short reads as EOF and sets ``truncated``."""
 
-    def __init__(self, inner: BinaryIO, name: str, codec: str) -> None:
+    def __init__(self, inner: io.BufferedIOBase, name: str, codec: str) -> None:
         self._inner = inner
         self._name = name
         self._codec = codec
@@ -62,13 +71,13 @@ class _DecompressingReader(io.RawIOBase):
 
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
         try:
-            data = self._inner.read(len(b))
+            data = self._inner.read1(len(b))  # read1: keep what came before a cut
         except EOFError:
             self.truncated = True
             return 0
         except (OSError, zlib.error, lzma.LZMAError, ValueError) as exc:
             raise FormatError(
-                f"corrupt {self._codec} data ({exc})",
+                f"corrupt compressed data ({exc})",
                 format=self._codec,
                 source=self._name,
                 offset=self.consumed,
@@ -102,15 +111,8 @@ class Source:
         for prefix, codec in _MAGIC:
             if magic.startswith(prefix):
                 self.compression = codec
-                opened: BinaryIO
-                if codec == "gzip":
-                    opened = gzip.GzipFile(fileobj=raw, mode="rb")
-                elif codec == "bzip2":
-                    opened = bz2.BZ2File(raw, mode="rb")
-                else:
-                    opened = lzma.LZMAFile(raw, mode="rb")
-                self._decomp = _DecompressingReader(opened, name, codec)
-                inner = io.BufferedReader(self._decomp, buffer_size=1 << 20)  # type: ignore[arg-type]
+                self._decomp = _DecompressingReader(_open_codec(codec, raw), name, codec)
+                inner = cast(BinaryIO, io.BufferedReader(self._decomp, buffer_size=1 << 20))
                 break
         self.stream: BinaryIO = inner
         self.head = self._peek_head()
@@ -128,15 +130,10 @@ class Source:
     def _reopen(self) -> None:
         self._raw.seek(0)
         assert self.compression is not None
-        opened: BinaryIO
-        if self.compression == "gzip":
-            opened = gzip.GzipFile(fileobj=self._raw, mode="rb")
-        elif self.compression == "bzip2":
-            opened = bz2.BZ2File(self._raw, mode="rb")
-        else:
-            opened = lzma.LZMAFile(self._raw, mode="rb")
-        self._decomp = _DecompressingReader(opened, self.name, self.compression)
-        self.stream = io.BufferedReader(self._decomp, buffer_size=1 << 20)  # type: ignore[arg-type]
+        self._decomp = _DecompressingReader(
+            _open_codec(self.compression, self._raw), self.name, self.compression
+        )
+        self.stream = cast(BinaryIO, io.BufferedReader(self._decomp, buffer_size=1 << 20))
 
     @property
     def truncated(self) -> bool:

@@ -1,0 +1,1 @@
+"""The umbrella `waferscope` command; each installed part adds its own subcommands."""

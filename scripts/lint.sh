@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# ruff (lint + format check), mypy (strict for protocols), and the import-independence rule.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${WAFERSCOPE_VENV:-.venv}
+export PATH="$PWD/$VENV/bin:$PATH"
+echo "lint: ruff" && ruff check --quiet . && ruff format --check --quiet .
+echo "lint: mypy" && mypy --no-error-summary protocols/src edge/src hub/src trainer/src
+echo "lint: import rules" && lint-imports --no-cache >/dev/null
+echo "lint: ok"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The main job (until the whole appliance runs, when `waferscope demo` takes its place):
+# set up if needed, read real tester files in every format, print each wafer's summary and
+# quality findings, and draw every wafer into out/pictures/.
+#   scripts/main.sh                 the real tester files of $WAFER_DATA_DIR (../shared/data)
+#   scripts/main.sh FILE...         your own files
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >&2
+VENV=${WAFERSCOPE_VENV:-.venv}
+export PATH="$PWD/$VENV/bin:$PATH"
+DATA=${WAFER_DATA_DIR:-../shared/data}
+OUT=${WAFERSCOPE_OUT:-out/pictures}
+
+if [ $# -gt 0 ]; then
+  files=("$@")
+else
+  if [ ! -d "$DATA/tester" ]; then
+    echo "main: no real data at $DATA (set WAFER_DATA_DIR or pass files)" >&2
+    exit 1
+  fi
+  # every tester file except the text datalog, which is a cross-check, not a wafer map
+  mapfile -t files < <(find "$DATA/tester" -type f ! -name '*.data.gz' | sort)
+fi
+
+echo "== waferscope formats"
+waferscope formats
+echo
+echo "== waferscope inspect (${#files[@]} files)"
+status=0
+waferscope inspect "${files[@]}" || status=$?
+echo
+echo "== waferscope convert --to png -> $OUT"
+mkdir -p "$OUT"
+for f in "${files[@]}"; do
+  waferscope convert "$f" --to png -o "$OUT" --limit 5 || status=$?
+done
+exit $status

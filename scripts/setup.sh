@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Create or refresh the development environment: a virtualenv (.venv) holding every waferscope
+# part installed editable plus the test tools. A warm re-run (nothing changed) takes a second.
+#   PYTHON=python3.11        interpreter to use (3.11 or newer)
+#   WAFERSCOPE_VENV=.venv    where the environment lives
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${WAFERSCOPE_VENV:-.venv}
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      PY=$candidate
+      break
+    fi
+  done
+fi
+if [ -z "$PY" ]; then
+  echo "setup: Python 3.11 or newer is required (apt-get install python3.11 python3.11-venv)" >&2
+  exit 1
+fi
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+apt_install() {
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: $*" >&2
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+  else
+    echo "setup: please install these system packages: $*" >&2
+    return 1
+  fi
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+    rm -rf "$VENV"
+    ver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+    apt_install "python${ver}-venv"
+    "$PY" -m venv "$VENV"
+  fi
+fi
+
+inputs=(constraints.txt requirements-dev.txt protocols/pyproject.toml edge/pyproject.toml
+        hub/pyproject.toml trainer/pyproject.toml scripts/setup.sh)
+digest=$(cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)
+stamp="$VENV/.waferscope-setup"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+  echo "setup: environment up to date ($VENV)"
+  exit 0
+fi
+
+echo "setup: installing waferscope parts and tools into $VENV (first run takes a few minutes)"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+  -c constraints.txt -r requirements-dev.txt \
+  -e ./protocols -e ./edge -e ./hub -e ./trainer
+echo "$digest" > "$stamp"
+echo "setup: done"
