@@ -91,3 +91,24 @@ def test_dataset_maps_may_downgrade_missing_metadata() -> None:
     r = check(w, th)
     assert r.by_code(FindingCode.MISSING_METADATA).severity is Severity.INFO  # type: ignore[union-attr]
     assert r.score == 1.0
+
+
+def test_meaningless_declared_centre_is_ignored_and_reported() -> None:
+    w = disc_wafer(center_x=128, center_y=128)  # dies span 0..20: the centre is nonsense
+    r = check(w)
+    f = r.by_code(FindingCode.INCONSISTENT_GEOMETRY)
+    assert f is not None and "(128, 128)" in f.message
+    assert r.by_code(FindingCode.OUTSIDE_WAFER) is None  # the extent centre was used
+
+
+def test_grid_numbered_from_an_offset_origin_fits() -> None:
+    w = WaferMap.from_dense(
+        np.ones((5, 5), np.uint8),
+        provenance=PROV,
+        origin=(300, 100),
+        info=WaferInfo(lot_id="L", wafer_id="W", grid_columns=6, grid_rows=6),
+    )
+    assert check(w, QualityThresholds(min_dies=1)).by_code(FindingCode.OUT_OF_GRID) is None
+    narrow = w.with_(info=WaferInfo(lot_id="L", wafer_id="W", grid_columns=3, grid_rows=6))
+    f = check(narrow, QualityThresholds(min_dies=1)).by_code(FindingCode.OUT_OF_GRID)
+    assert f is not None and f.count == 10

@@ -35,6 +35,7 @@ class FindingCode(StrEnum):
     PARTIAL_WAFER = "partial_wafer"
     TOO_FEW_DIES = "too_few_dies"
     TIME_ORDER = "time_order"
+    INCONSISTENT_GEOMETRY = "inconsistent_geometry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +83,24 @@ def _sample(x: npt.NDArray[np.int32], y: npt.NDArray[np.int32]) -> tuple[tuple[i
     return tuple((int(a), int(b)) for a, b in zip(x[:SAMPLE_DIES], y[:SAMPLE_DIES], strict=True))
 
 
+def centre_is_plausible(wafer: WaferMap) -> bool:
+    """True when a centre is declared and lies within the dies' extent (a 10 % margin)."""
+    info = wafer.info
+    ext = wafer.extent
+    if info.center_x is None or info.center_y is None or ext is None:
+        return False
+    x0, y0, x1, y1 = ext
+    mx, my = 0.1 * (x1 - x0 + 1), 0.1 * (y1 - y0 + 1)
+    return bool(x0 - mx <= info.center_x <= x1 + mx and y0 - my <= info.center_y <= y1 + my)
+
+
 def wafer_circle(wafer: WaferMap) -> tuple[float, float, float, float, bool]:
     """(centre x, centre y, radius in x dies, radius in y dies, geometry_declared).
 
     From the declared wafer size and die size when both are known; otherwise the ellipse
     inscribed in the dies' (robust) bounding box (then only gross outliers can be detected).
-    The centre is the declared one, else the middle of the robust extent.
+    The centre is the declared one when it lies among the dies, else the middle of the robust
+    extent (some testers write a fixed or meaningless CENTER_X/Y).
     """
     if wafer.die_count == 0:
         raise ValueError("an empty wafer has no circle")
@@ -96,8 +109,9 @@ def wafer_circle(wafer: WaferMap) -> tuple[float, float, float, float, bool]:
     y0, y1 = (float(v) for v in np.percentile(wafer.dies.y, [0.5, 99.5]))
     x0, x1, y0, y1 = round(x0), round(x1), round(y0), round(y1)
     info = wafer.info
-    cx = float(info.center_x) if info.center_x is not None else (x0 + x1) / 2.0
-    cy = float(info.center_y) if info.center_y is not None else (y0 + y1) / 2.0
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    if centre_is_plausible(wafer):
+        cx, cy = float(info.center_x), float(info.center_y)  # type: ignore[arg-type]
     if info.wafer_size_mm and info.die_width_um and info.die_height_um:
         radius_um = info.wafer_size_mm * 1000.0 / 2.0
         return cx, cy, radius_um / info.die_width_um, radius_um / info.die_height_um, True
@@ -151,18 +165,14 @@ def check(wafer: WaferMap, thresholds: QualityThresholds | None = None) -> Quali
             )
         )
 
-    # Declared grid: coordinates must fall inside 0..columns-1 / 0..rows-1 or centred on it.
+    # Declared grid: the dies must fit in it. Sources number the grid from different origins
+    # (0, 1, a prober address), so the check is on the span: dies further than the declared
+    # number of columns/rows from the lowest coordinate do not fit.
     info = wafer.info
     if info.grid_columns is not None and info.grid_rows is not None:
-        x0, y0, _, _ = wafer.extent or (0, 0, 0, 0)
-        gx0 = 0 if x0 >= 0 else x0
-        gy0 = 0 if y0 >= 0 else y0
-        bad = (
-            (d.x < gx0)
-            | (d.x >= gx0 + info.grid_columns)
-            | (d.y < gy0)
-            | (d.y >= gy0 + info.grid_rows)
-        )
+        gx0 = 0 if int(d.x.min()) >= 0 and int(d.x.max()) < info.grid_columns else int(d.x.min())
+        gy0 = 0 if int(d.y.min()) >= 0 and int(d.y.max()) < info.grid_rows else int(d.y.min())
+        bad = (d.x >= gx0 + info.grid_columns) | (d.y >= gy0 + info.grid_rows)
         if bad.any():
             findings.append(
                 Finding(
@@ -174,6 +184,15 @@ def check(wafer: WaferMap, thresholds: QualityThresholds | None = None) -> Quali
                     dies=_sample(d.x[bad], d.y[bad]),
                 )
             )
+    if (info.center_x is not None or info.center_y is not None) and not centre_is_plausible(wafer):
+        findings.append(
+            Finding(
+                FindingCode.INCONSISTENT_GEOMETRY,
+                Severity.INFO,
+                f"declared wafer centre ({info.center_x}, {info.center_y}) lies outside the dies; "
+                "the centre of the die extent is used instead",
+            )
+        )
 
     # Wafer circle.
     cx, cy, rx, ry, declared = wafer_circle(wafer)
