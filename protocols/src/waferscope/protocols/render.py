@@ -57,11 +57,23 @@ def render(
     state = w.to_dense("state")
     bins = w.to_dense("hard_bin")
     rows, cols = state.shape if state.size else (1, 1)
-    cell = max(2, min(28, max_px // max(rows, cols, 1)))
-    pad = max(12, cell)
-    map_w, map_h = cols * cell + 2 * pad, rows * cell + 2 * pad
+    # The picture spans the dies and the wafer outline (which may reach beyond the dies).
+    lo_x, lo_y, hi_x, hi_y = 0.0, 0.0, float(cols), float(rows)
+    circle = None
+    if state.size:
+        x0, y0, _, _ = w.extent or (0, 0, 0, 0)
+        cx, cy, rx, ry, _ = wafer_circle(w)
+        circle = (cx - x0 + 0.5, cy - y0 + 0.5, rx + 0.6, ry + 0.6)  # in cells from the grid
+        lo_x, hi_x = min(lo_x, circle[0] - circle[2]), max(hi_x, circle[0] + circle[2])
+        lo_y, hi_y = min(lo_y, circle[1] - circle[3]), max(hi_y, circle[1] + circle[3])
+    span = max(hi_x - lo_x, hi_y - lo_y, 1.0)
+    cell = max(2, min(28, int(max_px // span)))
+    pad = 12
+    ox = pad + round(-lo_x * cell)
+    oy = TITLE_H + pad + round(-lo_y * cell)
+    map_w = round((hi_x - lo_x) * cell) + 2 * pad
+    map_h = round((hi_y - lo_y) * cell) + 2 * pad
     canvas = np.full((map_h + TITLE_H, map_w + LEGEND_W, 3), BG, dtype=np.uint8)
-    oy, ox = TITLE_H + pad, pad
 
     d = w.dies
     pass_bins = sorted({int(b) for b in np.unique(d.hard_bin[d.passed])}) if len(d) else []
@@ -81,19 +93,25 @@ def render(
             big[cell - 1 :: cell, :, :] = np.maximum(big[cell - 1 :: cell, :, :], 235)
             big[:, cell - 1 :: cell, :] = np.maximum(big[:, cell - 1 :: cell, :], 235)
         canvas[oy : oy + rows * cell, ox : ox + cols * cell] = big
-        _draw_outline(canvas, w, ox, oy, cell)
+        assert circle is not None
+        _draw_outline(canvas, w, circle, ox, oy, cell)
 
     _draw_title(canvas, w, title)
     _draw_legend(canvas, legend, pass_bins, x0=map_w + 8, y0=TITLE_H + 8)
     return canvas
 
 
-def _draw_outline(canvas: npt.NDArray[np.uint8], w: WaferMap, ox: int, oy: int, cell: int) -> None:
-    cx, cy, rx, ry, _ = wafer_circle(w)
-    ext = w.extent
-    assert ext is not None
-    centre = (int(ox + (cx - ext[0] + 0.5) * cell), int(oy + (cy - ext[1] + 0.5) * cell))
-    axes = (max(1, int((rx + 0.6) * cell)), max(1, int((ry + 0.6) * cell)))
+def _draw_outline(
+    canvas: npt.NDArray[np.uint8],
+    w: WaferMap,
+    circle: tuple[float, float, float, float],
+    ox: int,
+    oy: int,
+    cell: int,
+) -> None:
+    cx, cy, rx, ry = circle
+    centre = (int(ox + cx * cell), int(oy + cy * cell))
+    axes = (max(1, int(rx * cell)), max(1, int(ry * cell)))
     cv2.ellipse(canvas, centre, axes, 0, 0, 360, OUTLINE, 2, cv2.LINE_AA)
     if w.orientation.mark is Side.DOWN:
         tip_y = centre[1] + axes[1]
