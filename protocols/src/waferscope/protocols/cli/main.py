@@ -50,12 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # raised by typer/click for --help and usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_ERROR
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        # Usage errors (bad option values, missing arguments) come from click, which typer may
+        # vendor under another module name: recognise them by shape, not by import path.
+        show = getattr(exc, "show", None)
+        exit_code = getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
+        if type(exc).__name__ == "Abort":
             print("waferscope: aborted", file=sys.stderr)
             return EXIT_ERROR
         print(
