@@ -91,8 +91,7 @@ def detect(source: Source) -> WaferFormat:
         if fmt.sniff(source.head):
             return fmt
     raise UnknownFormatError(
-        "content matches no known wafer-map format "
-        f"({', '.join(f.name for f in list_formats())})",
+        f"content matches no known wafer-map format ({', '.join(f.name for f in list_formats())})",
         source=source.name,
         offset=0,
     )
