@@ -61,3 +61,17 @@ def test_missing_file_and_empty_and_unknown_content(tmp_path: Path) -> None:
     with Source.open(junk) as src, pytest.raises(UnknownFormatError) as exc:
         detect(src)
     assert "junk.stdf" in str(exc.value) and "byte 0" in str(exc.value)
+
+
+def test_retest_policies_on_one_die_list() -> None:
+    from waferscope.protocols.formats.base import RetestPolicy, select_retests
+
+    x = [0, 1, 0, 2, 0, 1]
+    y = [0, 0, 0, 0, 0, 0]
+    passed = [False, True, True, True, False, False]  # die (0,0): F, P, F; die (1,0): P, F
+    keep, retested, extra = select_retests(x, y, passed, RetestPolicy.LAST)
+    assert (keep.tolist(), retested, extra) == ([3, 4, 5], 2, 3)
+    assert select_retests(x, y, passed, RetestPolicy.FIRST)[0].tolist() == [0, 1, 3]
+    assert select_retests(x, y, passed, RetestPolicy.BEST)[0].tolist() == [1, 2, 3]
+    assert select_retests(x, y, passed, RetestPolicy.ALL)[0].tolist() == list(range(6))
+    assert select_retests([], [], [], RetestPolicy.LAST)[0].tolist() == []

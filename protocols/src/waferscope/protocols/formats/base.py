@@ -19,6 +19,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO, ClassVar, Protocol, cast, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.wafermap import WaferMap
 
@@ -38,6 +41,37 @@ class RetestPolicy(StrEnum):
     FIRST = "first"  # the first result wins
     BEST = "best"  # a pass anywhere wins; otherwise the last result
     ALL = "all"  # keep every result (the quality report then lists duplicates)
+
+
+def select_retests(
+    x: npt.ArrayLike, y: npt.ArrayLike, passed: npt.ArrayLike, policy: RetestPolicy
+) -> tuple[npt.NDArray[np.intp], int, int]:
+    """Apply a retest policy to die results listed in test (file) order.
+
+    Returns the rows to keep (in their original order), how many dies were tested more than
+    once, and how many extra results there were.
+    """
+    xs = np.asarray(x, dtype=np.int64)
+    ys = np.asarray(y, dtype=np.int64)
+    ok = np.asarray(passed, dtype=np.bool_)
+    n = int(xs.shape[0])
+    key = (xs + 2**31) * 2**32 + (ys + 2**31)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) if n else order
+    sizes = np.diff(np.r_[starts, n])
+    retested, extra = int(np.count_nonzero(sizes > 1)), n - int(starts.shape[0])
+    if extra == 0 or policy is RetestPolicy.ALL:
+        return np.arange(n, dtype=np.intp), retested, extra
+    ends = np.r_[starts[1:], n] - 1
+    if policy is RetestPolicy.FIRST:
+        keep = order[starts]
+    elif policy is RetestPolicy.LAST:
+        keep = order[ends]
+    else:  # BEST: the last passing result of a die if it ever passed, else its last result
+        keep = np.lexsort((np.arange(n), ok, key))[ends]
+    keep.sort()
+    return keep.astype(np.intp), retested, extra
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError, WaferMapError
-from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
+from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source, select_retests
 from waferscope.protocols.formats.csv_meta import (
     Fail,
     Metadata,
@@ -399,7 +399,7 @@ def _wafers(
     bounds = np.searchsorted(group_of[order], np.arange(len(groups) + 1))
     for g, (lot, wafer_id) in enumerate(groups):
         rows = order[bounds[g] : bounds[g + 1]]
-        keep, retested, extra_results = _retest_selection(x[rows], y[rows], passed[rows], retest)
+        keep, retested, extra_results = select_retests(x[rows], y[rows], passed[rows], retest)
         rows = rows[keep]
         wafer_notes = list(notes)
         if retested:
@@ -437,33 +437,6 @@ def _wafers(
             partial=truncated and last,
             notes=tuple(wafer_notes),
         )
-
-
-def _retest_selection(
-    x: npt.NDArray[np.int64],
-    y: npt.NDArray[np.int64],
-    passed: npt.NDArray[np.bool_],
-    policy: RetestPolicy,
-) -> tuple[npt.NDArray[np.intp], int, int]:
-    """Rows to keep (in file order), dies listed more than once, and the extra results."""
-    n = int(x.shape[0])
-    key = (x + 2**31) * 2**32 + (y + 2**31)
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) if n else order
-    sizes = np.diff(np.r_[starts, n])
-    retested, extra = int(np.count_nonzero(sizes > 1)), n - int(starts.shape[0])
-    if extra == 0 or policy is RetestPolicy.ALL:
-        return np.arange(n), retested, extra
-    ends = np.r_[starts[1:], n] - 1
-    if policy is RetestPolicy.FIRST:
-        keep = order[starts]
-    elif policy is RetestPolicy.LAST:
-        keep = order[ends]
-    else:  # BEST: the last passing result of a die if it ever passed, else its last result
-        keep = np.lexsort((np.arange(n), passed, key))[ends]
-    keep.sort()
-    return keep.astype(np.intp), retested, extra
 
 
 # ---------------------------------------------------------------------- writing

@@ -32,7 +32,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from waferscope.protocols.formats.base import RetestPolicy
+from waferscope.protocols.formats.base import RetestPolicy, select_retests
 from waferscope.protocols.formats.stdf_records import (
     COORD_MISSING,
     NO_U4,
@@ -205,34 +205,6 @@ def _resolve_pass_fail(
     return passed
 
 
-def retest_selection(
-    x: npt.NDArray[np.int16],
-    y: npt.NDArray[np.int16],
-    passed: npt.NDArray[np.bool_],
-    policy: RetestPolicy,
-) -> tuple[npt.NDArray[np.intp], int, int]:
-    """Rows to keep (in test order), dies tested more than once, and the extra results."""
-    n = int(x.shape[0])
-    key = (x.astype(np.int64) + 32768) * 65536 + (y.astype(np.int64) + 32768)
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]]) if n else order
-    sizes = np.diff(np.r_[starts, n])
-    retested, extra = int(np.count_nonzero(sizes > 1)), n - int(starts.shape[0])
-    if extra == 0 or policy is RetestPolicy.ALL:
-        return np.arange(n), retested, extra
-    if policy is RetestPolicy.FIRST:
-        keep = order[starts]
-    elif policy is RetestPolicy.LAST:
-        keep = order[np.r_[starts[1:], n] - 1]
-    else:  # BEST: the last passing result of a die if it ever passed, else its last result
-        ranked = np.lexsort((np.arange(n), passed, key))
-        ends = np.r_[starts[1:], n] - 1
-        keep = ranked[ends]
-    keep.sort()
-    return keep.astype(np.intp), retested, extra
-
-
 def _extra(
     ctx: FileContext,
     wafer: WaferInProgress,
@@ -348,7 +320,7 @@ def build_wafer_map(ctx: FileContext, wafer: WaferInProgress, index: int) -> Waf
     hard_pf, hard_names = _bin_table(ctx.hard_bins, wafer.head)
     soft_pf, soft_names = _bin_table(ctx.soft_bins, wafer.head)
     passed = _resolve_pass_fail(dies.flag, dies.hard_bin, dies.soft_bin, hard_pf, soft_pf, notes)
-    keep, retested, extra_results = retest_selection(dies.x, dies.y, passed, ctx.retest)
+    keep, retested, extra_results = select_retests(dies.x, dies.y, passed, ctx.retest)
     if retested:
         kept = (
             "kept every result"
