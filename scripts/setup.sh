@@ -53,8 +53,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
 fi
 
 echo "setup: installing waferscope parts and tools into $VENV (first run takes a few minutes)"
+# (the grep drops pip's warnings about local mirror folders that lack a package)
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -c constraints.txt -r requirements-dev.txt \
-  -e ./protocols -e ./edge -e ./hub -e ./trainer
+  -e ./protocols -e ./edge -e ./hub -e ./trainer \
+  2> >(grep -v "^WARNING: Location " >&2)
 echo "$digest" > "$stamp"
 echo "setup: done"

@@ -38,6 +38,17 @@ RetestOpt = Annotated[
 ]
 
 
+def output_stem(path: Path) -> str:
+    """A file name for outputs: the input's name without compression and format suffixes."""
+    name = path.name
+    for suffix in (".gz", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    base, dot, ext = name.rpartition(".")
+    if dot and base and ext.isalpha() and len(ext) <= 5:
+        name = base  # lot2.stdf -> lot2; 001.QR2352-CP-1 and wafer.000 keep their dots
+    return name or "wafer"
+
+
 def summary_dict(wafer: WaferMap, report: QualityReport) -> dict[str, Any]:
     info = wafer.info
     y = wafer.yield_fraction
@@ -151,7 +162,7 @@ def convert(
 ) -> int:
     """Convert a file to CSV, SEMI E142 XML, or PNG pictures (dies coloured by bin, notch)."""
     options = ReadOptions(retest=retest)
-    stem = file.name.split(".")[0] or "wafer"
+    stem = output_stem(file)
     wafers = []
     for i, wafer in enumerate(_read_maps(file, format=fmt, options=options)):
         if limit is not None and i >= limit:
