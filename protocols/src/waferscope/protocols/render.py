@@ -97,7 +97,8 @@ def render(
         _draw_outline(canvas, w, circle, ox, oy, cell)
 
     _draw_title(canvas, w, title)
-    _draw_legend(canvas, legend, pass_bins, x0=map_w + 8, y0=TITLE_H + 8)
+    inspection = bool(w.defects) or bool(np.any(d.defect_count > 0))
+    _draw_legend(canvas, legend, pass_bins, x0=map_w + 8, y0=TITLE_H + 8, inspection=inspection)
     return canvas
 
 
@@ -144,14 +145,19 @@ def _draw_legend(
     pass_bins: list[int],
     x0: int,
     y0: int,
+    inspection: bool = False,
 ) -> None:
+    """Colour key; inspection maps (KLARF) say "defects" / "clean" rather than fail / pass."""
     items = sorted(legend.items(), key=lambda kv: -kv[1])
     max_items = max(1, (canvas.shape[0] - y0 - 10) // 18)
     for i, ((b, passed), count) in enumerate(items[:max_items]):
         y = y0 + i * 18
         colour = _colour_for(b, passed, pass_bins)
         cv2.rectangle(canvas, (x0, y), (x0 + 12, y + 12), colour, -1)
-        label = f"{'pass' if passed else 'fail'} bin {b if b >= 0 else '?'}: {count:,}"
+        if inspection and b < 0:
+            label = f"{'clean die' if passed else 'die with defects'}: {count:,}"
+        else:
+            label = f"{'pass' if passed else 'fail'} bin {b if b >= 0 else '?'}: {count:,}"
         cv2.putText(
             canvas, label, (x0 + 18, y + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.4, TEXT, 1, cv2.LINE_AA
         )
