@@ -34,6 +34,18 @@ apt_install() {
   fi
 }
 
+# System packages the tests and the demo use: an MQTT broker and a headless browser.
+#   WAFERSCOPE_SKIP_SYSTEM=1 skips this step (e.g. on a machine without apt).
+if [ "${WAFERSCOPE_SKIP_SYSTEM:-0}" != "1" ]; then
+  missing=()
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}" || echo "setup: continuing without ${missing[*]}" >&2
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PY" -m venv "$VENV" 2>/dev/null; then
     rm -rf "$VENV"
