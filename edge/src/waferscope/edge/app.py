@@ -1,0 +1,157 @@
+"""Composition root: builds every part of an agent from its configuration and wires them.
+
+Nothing here decides behaviour; each part's module does. ``run_agent`` is what
+``waferscope edge run`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from waferscope.edge.agent import Agent, Part
+from waferscope.edge.alerts import AlertEngine
+from waferscope.edge.blas import limit_blas_threads
+from waferscope.edge.config import EdgeConfig
+from waferscope.edge.config_loader import load_config
+from waferscope.edge.device_info import DeviceInfo
+from waferscope.edge.engine import BundleWatcher, Model, ModelSlot, load_model
+from waferscope.edge.grpc_ingest import IngestServer, TesterIngestService
+from waferscope.edge.hot_folder import HotFolder
+from waferscope.edge.metrics import AgentMetrics
+from waferscope.edge.mqtt_link import LinkState, MqttLink
+from waferscope.edge.store import Store
+from waferscope.edge.worker import Worker
+
+log = logging.getLogger("waferscope.edge")
+
+
+@dataclass
+class Wiring:
+    """The parts of one agent, for the panel, tests and benchmarks to reach."""
+
+    config: EdgeConfig
+    agent: Agent
+    store: Store
+    slot: ModelSlot
+    worker: Worker
+    metrics: AgentMetrics
+    device: DeviceInfo
+    link: MqttLink | None
+    hot_folder: HotFolder | None
+    ingest: IngestServer | None
+    panel: Part | None
+
+    @property
+    def link_state(self) -> LinkState:
+        return self.link.state if self.link is not None else LinkState()
+
+
+def build_agent(config: EdgeConfig) -> Wiring:
+    limit_blas_threads(1)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics = AgentMetrics()
+    assert config.store.path is not None
+    store = Store(
+        config.store.path,
+        max_bytes=config.store.max_bytes,
+        prune_to=config.store.prune_to,
+        synchronous=config.store.synchronous.upper(),
+    )
+    cache = config.data_dir / "engine-cache"
+
+    def model_changed(model: Model) -> None:
+        metrics.set_model(
+            model.version, model.runner.provider, model.bundle.encoding.version, model.loaded_at
+        )
+
+    model = load_model(config.model.path, config.model, cache)
+    slot = ModelSlot(model, config.model, cache, on_change=model_changed)
+    model_changed(model)
+    device = DeviceInfo(config, slot, store, datetime.now(UTC))
+    alerts = AlertEngine(config.alerts.rules, config.device_id)
+    alerts.seed(
+        (
+            r["tester_id"] or "",
+            r["pattern"] or "",
+            r["result_id"],
+            r["review_reason"] == "REVIEW_REASON_LOW_CONFIDENCE",
+        )
+        for r in reversed(store.recent_results(limit=200))
+    )
+    link = None
+    if config.mqtt.enabled:
+        link = MqttLink(
+            config.mqtt,
+            device_id=config.device_id,
+            site=config.site,
+            store=store,
+            metrics=metrics,
+            status=device.status,
+            birth=device.birth,
+        )
+    worker = Worker(
+        config, slot, store, alerts, metrics, on_committed=link.wake if link else lambda: None
+    )
+    device.last_result = lambda: worker.last_result_time
+
+    def link_up() -> float:
+        return 1.0 if link is not None and link.state.connected else 0.0
+
+    metrics.bind(lambda: float(store.outbox_depth()), lambda: float(store.used_bytes()), link_up)
+    # started in this order, stopped in reverse: ingest stops first, then the worker finishes
+    # its batch, then the link drains and says goodbye
+    parts: list[tuple[str, Part]] = []
+    if link is not None:
+        parts.append(("mqtt", link))
+    parts.append(("worker", worker))
+    hot = None
+    if config.ingest.hot_folder.enabled:
+        hot = HotFolder(config.ingest.hot_folder, worker, store, config.tester_id)
+        parts.append(("hot-folder", hot))
+    ingest = None
+    if config.ingest.grpc.enabled:
+        service = TesterIngestService(worker, store, config.ingest.grpc, config.tester_id)
+        ingest = IngestServer(service, config.ingest.grpc)
+        parts.append(("grpc", ingest))
+    if config.model.watch:
+        parts.append(("bundle-watcher", BundleWatcher(slot, model.bundle.folder)))
+    wiring = Wiring(
+        config=config,
+        agent=Agent(parts, closers=[("store", store.close)]),
+        store=store,
+        slot=slot,
+        worker=worker,
+        metrics=metrics,
+        device=device,
+        link=link,
+        hot_folder=hot,
+        ingest=ingest,
+        panel=None,
+    )
+    if config.panel.enabled:
+        from waferscope.edge.panel import PanelServer
+
+        wiring.panel = PanelServer(wiring)
+        parts.append(("panel", wiring.panel))
+    return wiring
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def run_agent(config_path: Path) -> int:
+    loaded = load_config(config_path)
+    configure_logging(loaded.config.log_level)
+    if loaded.overrides:
+        log.info("environment overrides: %s", ", ".join(loaded.overrides))
+    wiring = build_agent(loaded.config)
+    return wiring.agent.run_until_signal()

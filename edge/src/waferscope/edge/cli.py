@@ -1,0 +1,142 @@
+"""The edge's commands in the ``waferscope`` CLI: ``edge run|validate-config|...`` and ``classify``.
+
+Registered through the ``waferscope.commands`` entry-point group (see edge/pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from waferscope.protocols.formats import ReadOptions, RetestPolicy
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Agent configuration (.toml or .yaml); default $WAFERSCOPE_EDGE_CONFIG or edge.toml.",
+    ),
+]
+
+
+def _config_path(value: Path | None) -> Path:
+    if value is not None:
+        return value
+    return Path(os.environ.get("WAFERSCOPE_EDGE_CONFIG", "edge.toml"))
+
+
+def run(config: ConfigOpt = None) -> None:
+    """Run the edge agent until SIGTERM/SIGINT (one process per tester)."""
+    from waferscope.edge.app import run_agent
+
+    raise typer.Exit(run_agent(_config_path(config)))
+
+
+def validate_config(
+    config: Annotated[Path | None, typer.Argument(help="Configuration file to check.")] = None,
+) -> None:
+    """Check a configuration file (and the environment overrides); name the line of each problem."""
+    from waferscope.edge.config_loader import ConfigError, load_config
+
+    path = _config_path(config)
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{problem}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    cfg = loaded.config
+    print(f"{path}: ok (device {cfg.device_id}, site {cfg.site or '-'})")
+    if loaded.overrides:
+        print(f"environment overrides: {', '.join(loaded.overrides)}")
+
+
+def config_reference() -> None:
+    """Print the configuration reference (Markdown, generated from the config model)."""
+    from waferscope.edge.config_reference import reference_markdown
+
+    sys.stdout.write(reference_markdown())
+
+
+def check_bundle(
+    bundle: Annotated[
+        Path | None, typer.Argument(help="Bundle folder; default: the shipped one.")
+    ] = None,
+) -> None:
+    """Verify an engine bundle (manifest, sha256 of every file, encoding, class lists, head)."""
+    from waferscope.edge.bundles import load_bundle
+
+    b = load_bundle(bundle)
+    print(
+        f"{b.folder}: ok — model {b.model_version}, encoding v{b.encoding.version} "
+        f"{b.encoding.size}px, {len(b.pattern_classes)} patterns, {len(b.cause_classes)} causes"
+    )
+
+
+def classify(
+    files: Annotated[list[Path], typer.Argument(help="Tester or dataset files (any format).")],
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Engine bundle folder (default: shipped).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines: one object per wafer.")
+    ] = False,
+    explain: Annotated[
+        Path | None,
+        typer.Option("--explain", help="Write overlay PNG, heatmap and hot regions here."),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=1024, help="Wafers per engine call.")
+    ] = 32,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="CPU threads (0: auto).")] = 0,
+    runner: Annotated[
+        str, typer.Option("--runner", help="onnxruntime or tensorrt.")
+    ] = "onnxruntime",
+    retest: Annotated[
+        RetestPolicy, typer.Option("--retest", help="Which result counts for a retested die.")
+    ] = RetestPolicy.LAST,
+    review_threshold: Annotated[
+        float, typer.Option("--review-threshold", min=0.0, max=1.0, help="Flag below this.")
+    ] = 0.6,
+) -> None:
+    """Classify wafer maps once with the edge pipeline, without running the agent."""
+    from waferscope.edge.classify_command import classify_files
+    from waferscope.edge.config import ModelConfig, ReviewConfig
+
+    if runner not in ("onnxruntime", "tensorrt"):
+        raise typer.BadParameter("must be onnxruntime or tensorrt", param_hint="--runner")
+    backend: Literal["onnxruntime", "tensorrt"] = (
+        "tensorrt" if runner == "tensorrt" else "onnxruntime"
+    )
+    settings = ModelConfig(
+        runner=backend, max_batch=batch, threads=threads, warmup_runs=1, explain=explain is not None
+    )
+    rc = classify_files(
+        files,
+        model_path=model,
+        settings=settings,
+        review=ReviewConfig(threshold=review_threshold),
+        as_json=as_json,
+        explain_dir=explain,
+        options=ReadOptions(retest=retest),
+    )
+    raise typer.Exit(rc)
+
+
+def register(app: typer.Typer) -> None:
+    edge = typer.Typer(
+        name="edge",
+        help="The edge agent: run it, check its configuration and bundles.",
+        no_args_is_help=True,
+    )
+    edge.command("run")(run)
+    edge.command("validate-config")(validate_config)
+    edge.command("config-reference")(config_reference)
+    edge.command("check-bundle")(check_bundle)
+    app.add_typer(edge, name="edge")
+    app.command("classify")(classify)
