@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / ".work" / "edge"
 sys.path.insert(0, str(ROOT / "tests" / "edge"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from edge_test_support import Broker, free_port, wait_for  # noqa: E402
 
@@ -43,9 +44,9 @@ def bundle() -> tuple[Path, str]:
     default = default_bundle_path()
     if (default / "manifest.json").is_file():
         return default, "default bundle (shipped)"
-    import edge_test_bundle
+    import tiny_bundle
 
-    folder, _ = edge_test_bundle.cached_bundle(data_dir() / "wm811k" / "val.npz", WORK)
+    folder, _ = tiny_bundle.cached_bundle(data_dir() / "wm811k" / "val.npz", WORK)
     return folder, "tests' tiny CNN bundle (no default bundle shipped yet)"
 
 

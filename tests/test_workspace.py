@@ -22,25 +22,35 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def closure(dist_name: str) -> set[str]:
-    """Every distribution a distribution pulls in (its installed requirement tree)."""
-    seen: set[str] = set()
-    todo = [dist_name]
+def closure(dist_name: str, extras: frozenset[str] = frozenset()) -> set[str]:
+    """Every distribution a distribution pulls in (its installed requirement tree).
+
+    Optional extras are followed only where a requirement asks for them (``pkg[extra]``), or for
+    the top distribution when ``extras`` names them; a plain install pulls none.
+    """
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [(_norm(dist_name), extras)]
     while todo:
-        name = _norm(todo.pop())
-        if name in seen:
+        name, wanted = todo.pop()
+        if (name, wanted) in seen:
             continue
-        seen.add(name)
+        seen.add((name, wanted))
         try:
             reqs = distribution(name).requires or []
         except PackageNotFoundError:
             continue
         for raw in reqs:
             req = Requirement(raw)
-            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-                continue  # optional extras and other platforms are not pulled
-            todo.append(req.name)
-    return seen
+            if req.marker is not None and not any(
+                req.marker.evaluate({"extra": extra}) for extra in ("", *wanted)
+            ):
+                continue  # extras nobody asked for and other platforms are not pulled
+            todo.append((_norm(req.name), frozenset(req.extras)))
+    return {name for name, _ in seen}
+
+
+def direct_requirements(dist_name: str) -> list[Requirement]:
+    return [Requirement(raw) for raw in distribution(dist_name).requires or []]
 
 
 def test_each_part_is_its_own_distribution() -> None:
@@ -59,6 +69,14 @@ def test_edge_install_pulls_neither_torch_nor_the_hub_stack() -> None:
     assert not edge & TORCH_STACK, edge & TORCH_STACK
     assert not edge & HUB_STACK, edge & HUB_STACK
     assert not {"waferscope-hub", "waferscope-trainer"} & edge
+
+
+def test_edge_pulls_onnxruntime_through_the_protocols_inference_extra() -> None:
+    edge = {_norm(r.name): r for r in direct_requirements("waferscope-edge")}
+    assert "inference" in edge["waferscope-protocols"].extras
+    assert "onnxruntime" not in edge  # one place says which onnxruntime: protocols' extra
+    assert "onnxruntime" in closure("waferscope-edge")
+    assert "onnxruntime" in closure("waferscope-protocols", frozenset({"inference"}))
 
 
 def test_hub_and_protocols_do_not_pull_torch() -> None:

@@ -1,11 +1,10 @@
-"""Edge test fixtures: a real bundle (built once with torch, shared by workers), real data."""
+"""Edge test fixtures: the model configuration, a real broker, agent configurations.
+
+The tiny test bundle and the real data come from ``tests/conftest.py``."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,43 +12,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from waferscope.edge.config import ModelConfig
-
-
-def _cache_root() -> Path:
-    return Path(
-        os.environ.get(
-            "WAFERSCOPE_TEST_CACHE", Path(tempfile.gettempdir()) / "waferscope-test-cache"
-        )
-    )
-
-
-@pytest.fixture(scope="session")
-def val_npz(data_dir: Path) -> Path:
-    return data_dir / "wm811k" / "val.npz"
-
-
-@pytest.fixture(scope="session")
-def built_bundle(val_npz: Path) -> tuple[Path, Path]:
-    """(bundle folder, torch state-dict file) of the tiny test model; read-only, shared."""
-    pytest.importorskip(
-        "torch", reason="the test bundle is built with torch (a trainer dependency)"
-    )
-    import edge_test_bundle
-
-    return edge_test_bundle.cached_bundle(val_npz, _cache_root())
-
-
-@pytest.fixture(scope="session")
-def bundle_dir(built_bundle: tuple[Path, Path]) -> Path:
-    return built_bundle[0]
-
-
-@pytest.fixture
-def bundle_copy(bundle_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the bundle a test may change."""
-    target = tmp_path / "bundle"
-    shutil.copytree(bundle_dir, target)
-    return target
 
 
 @pytest.fixture

@@ -13,21 +13,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from waferscope.protocols.datasets import load_labelled_arrays
-from waferscope.protocols.encoding import V1, encode_dense
-from waferscope.protocols.formats import get_writer, read_maps
-from waferscope.protocols.wafermap import WaferInfo, WaferMap
+from waferscope.protocols.formats import get_writer
+from waferscope.protocols.wafermap import WaferMap
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
@@ -147,19 +144,6 @@ class Subscriber:
         self.client.disconnect()
 
 
-def dataset_wafers(val_npz: Path, count: int, start: int = 0) -> Iterator[WaferMap]:
-    for i, wafer in enumerate(read_maps(val_npz)):
-        if i < start:
-            continue
-        if i >= start + count:
-            return
-        yield wafer.with_(
-            info=WaferInfo(
-                lot_id=f"LOT{i // 25:04d}", wafer_id=f"{i % 25 + 1:02d}", tester_id="T-01"
-            )
-        )
-
-
 def wafer_bytes(wafer: WaferMap, fmt: str = "e142") -> bytes:
     buf = io.BytesIO()
     get_writer(fmt).write([wafer], buf)
@@ -186,21 +170,3 @@ def agent_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [str(exe), "edge", "run", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
         )
-
-
-PATTERN_COUNT = 9  # the WM-811K classes
-
-
-def encoded_maps(val_npz: Path, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Class-balanced real maps of WM-811K val, encoded with encoding v1: (x, labels)."""
-    data = load_labelled_arrays(val_npz)
-    targets = np.asarray(data.targets)
-    rng = np.random.default_rng(seed)
-    per_class = max(1, count // PATTERN_COUNT)
-    picks = []
-    for c in range(PATTERN_COUNT):
-        idx = np.flatnonzero(targets == c)
-        picks.append(rng.choice(idx, size=min(per_class, idx.size), replace=False))
-    chosen = rng.permutation(np.concatenate(picks))
-    x = np.stack([encode_dense(data.maps[i], V1) for i in chosen]).astype(np.float32)
-    return x, targets[chosen].astype(np.int64)

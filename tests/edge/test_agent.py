@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import agent_toml
-from edge_test_support import Broker, Subscriber, dataset_wafers, drop, wafer_bytes, wait_for
+from edge_test_support import Broker, Subscriber, drop, wafer_bytes, wait_for
+from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import Wiring, build_agent
 from waferscope.edge.config_loader import load_config

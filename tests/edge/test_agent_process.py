@@ -14,15 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import agent_toml
-from edge_test_support import (
-    Broker,
-    Subscriber,
-    agent_process,
-    dataset_wafers,
-    drop,
-    wafer_bytes,
-    wait_for,
-)
+from edge_test_support import Broker, Subscriber, agent_process, drop, wafer_bytes, wait_for
+from sample_wafers import dataset_wafers
 
 
 def _check_exactly_once(sub: Subscriber, total: int) -> None:

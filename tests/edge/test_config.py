@@ -11,6 +11,7 @@ import pytest
 from waferscope.edge.config import EdgeConfig, PatternRepeatRule
 from waferscope.edge.config_loader import ConfigError, load_config
 from waferscope.edge.config_reference import reference_markdown
+from waferscope.edge.engine import pipeline_settings
 
 WAFERSCOPE = str(Path(sys.executable).parent / "waferscope")
 
@@ -42,8 +43,10 @@ def test_yaml_is_the_same_model(tmp_path: Path) -> None:
         "    - {kind: pattern, id: crit, patterns: [Near-full], severity: critical}\n",
     )
     cfg = load_config(path, environ={}).config
-    assert cfg.review.threshold_for("Scratch") == 0.8
-    assert cfg.review.threshold_for("Loc") == 0.6
+    settings = pipeline_settings(cfg.model, cfg.review)
+    assert settings.threshold_for("Scratch") == 0.8
+    assert settings.threshold_for("Loc") == 0.6
+    assert settings.explain and settings.max_batch == cfg.model.max_batch
     assert cfg.alerts.rules[0].kind == "pattern"
 
 

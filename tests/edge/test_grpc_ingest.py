@@ -9,7 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import agent_toml
-from edge_test_support import Broker, dataset_wafers, wafer_bytes
+from edge_test_support import Broker, wafer_bytes
+from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import Wiring, build_agent
 from waferscope.edge.config_loader import load_config

@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import agent_toml
-from edge_test_support import (
-    MOSQUITTO,
-    Broker,
-    Subscriber,
-    dataset_wafers,
-    drop,
-    wafer_bytes,
-    wait_for,
-)
+from edge_test_support import MOSQUITTO, Broker, Subscriber, drop, wafer_bytes, wait_for
+from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import build_agent
 from waferscope.edge.config_loader import load_config

@@ -18,13 +18,14 @@ from waferscope.edge.blas import limit_blas_threads
 from waferscope.edge.config import EdgeConfig
 from waferscope.edge.config_loader import load_config
 from waferscope.edge.device_info import DeviceInfo
-from waferscope.edge.engine import BundleWatcher, Model, ModelSlot, load_model
+from waferscope.edge.engine import BundleWatcher, ModelSlot, load_model
 from waferscope.edge.grpc_ingest import IngestServer, TesterIngestService
 from waferscope.edge.hot_folder import HotFolder
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.mqtt_link import LinkState, MqttLink
 from waferscope.edge.store import Store
 from waferscope.edge.worker import Worker
+from waferscope.protocols.inference import Model
 
 log = logging.getLogger("waferscope.edge")
 

@@ -18,21 +18,20 @@ import numpy as np
 
 from waferscope.edge.blas import limit_blas_threads
 from waferscope.edge.config import ModelConfig, ReviewConfig
-from waferscope.edge.engine import Model, load_model
-from waferscope.edge.gradcam import die_relevance
-from waferscope.edge.overlay import overlay_png
-from waferscope.edge.pipeline import (
-    Classification,
-    PreparedWafer,
-    WaferRejectedError,
-    batched,
-    classify_batch,
-    prepare,
-    read_wafers,
-)
-from waferscope.edge.results import summary
+from waferscope.edge.engine import load_model, pipeline_settings
 from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.formats import ReadOptions
+from waferscope.protocols.inference import (
+    Classification,
+    Model,
+    PipelineSettings,
+    WaferRejectedError,
+    classification_overlay_png,
+    classify_batches,
+    read_wafers,
+    summary,
+)
+from waferscope.protocols.wafermap import WaferMap
 
 
 class ClassifyRun:
@@ -42,8 +41,7 @@ class ClassifyRun:
         self,
         model: Model,
         *,
-        settings: ModelConfig,
-        review: ReviewConfig,
+        settings: PipelineSettings,
         as_json: bool,
         explain_dir: Path | None,
         out: TextIO,
@@ -51,7 +49,6 @@ class ClassifyRun:
     ) -> None:
         self.model = model
         self.settings = settings
-        self.review = review
         self.as_json = as_json
         self.explain_dir = explain_dir
         self.out = out
@@ -59,19 +56,17 @@ class ClassifyRun:
         self.failures = 0
         self.wafers = 0
 
-    def _prepared(self, files: list[Path], options: ReadOptions) -> Iterator[PreparedWafer]:
-        encoding = self.model.bundle.encoding
+    def _wafers(self, files: list[Path], options: ReadOptions) -> Iterator[tuple[WaferMap, float]]:
         for path in files:
             try:
-                for wafer, parse_ms in read_wafers(str(path), options):
-                    try:
-                        yield prepare(wafer, encoding, parse_ms)
-                    except WaferRejectedError as exc:
-                        self._fail(str(exc))
+                yield from read_wafers(str(path), options)
             except WaferscopeError as exc:
                 self._fail(str(exc))
             except OSError as exc:
                 self._fail(f"{path}: {exc.strerror or exc}")
+
+    def _rejected(self, exc: WaferRejectedError) -> None:
+        self._fail(str(exc))
 
     def _fail(self, message: str) -> None:
         self.failures += 1
@@ -80,8 +75,9 @@ class ClassifyRun:
     def run(self, files: list[Path], options: ReadOptions) -> int:
         if self.explain_dir is not None:
             self.explain_dir.mkdir(parents=True, exist_ok=True)
-        for chunk in batched(self._prepared(files, options), self.settings.max_batch):
-            for item in classify_batch(chunk, self.model, self.review, self.settings):
+        wafers = self._wafers(files, options)
+        for chunk in classify_batches(self.model, wafers, self.settings, self._rejected):
+            for item in chunk:
                 self._emit(item)
             self.out.flush()
         return 1 if self.failures else 0
@@ -106,13 +102,8 @@ class ClassifyRun:
         assert item.heatmap is not None
         wafer = item.wafer
         stem = f"{Path(wafer.provenance.source).name}-{wafer.provenance.wafer_index:05d}"
-        states = item.prepared.states
-        relevance = die_relevance(item.heatmap, *states.shape)
-        title = f"{item.pattern.name} {item.confidence:.0%}"
         png = self.explain_dir / f"{stem}.overlay.png"
-        png.write_bytes(
-            overlay_png(states, relevance, item.regions, item.prepared.origin, title=title)
-        )
+        png.write_bytes(classification_overlay_png(item))
         heat = self.explain_dir / f"{stem}.heatmap.npy"
         np.save(heat, item.heatmap)
         regions = self.explain_dir / f"{stem}.regions.json"
@@ -140,8 +131,7 @@ def classify_files(
     model = load_model(model_path, settings)
     run = ClassifyRun(
         model,
-        settings=settings,
-        review=review or ReviewConfig(),
+        settings=pipeline_settings(settings, review or ReviewConfig()),
         as_json=as_json,
         explain_dir=explain_dir,
         out=out or sys.stdout,

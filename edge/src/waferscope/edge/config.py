@@ -22,18 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from waferscope.protocols.errors import TopicError
 from waferscope.protocols.topics import validate_id
 
-DEFAULT_PATTERN_CLASSES = (
-    "Center",
-    "Donut",
-    "Edge-Loc",
-    "Edge-Ring",
-    "Loc",
-    "Near-full",
-    "Random",
-    "Scratch",
-    "none",
-)
-
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are checked on assignment."""
@@ -124,9 +112,6 @@ class ReviewConfig(Section):
             if not 0 <= threshold <= 1:
                 raise ValueError(f"threshold for {name!r} must be within 0..1, got {threshold}")
         return value
-
-    def threshold_for(self, pattern: str) -> float:
-        return self.class_thresholds.get(pattern, self.threshold)
 
 
 # --------------------------------------------------------------------------- ingest

@@ -13,9 +13,9 @@ from importlib.metadata import PackageNotFoundError, version
 from waferscope.edge.config import EdgeConfig
 from waferscope.edge.engine import ModelSlot
 from waferscope.edge.mqtt_link import LinkState
-from waferscope.edge.runners.onnx_runtime import available_providers
 from waferscope.edge.store import Store
 from waferscope.protocols.formats import list_formats
+from waferscope.protocols.inference import available_providers
 from waferscope.protocols.messages import SCHEMA_VERSION
 from waferscope.protocols.pb import device_pb2
 

@@ -1,4 +1,7 @@
-"""A loaded model (verified bundle + warmed-up runner) and the slot that hot-swaps it.
+"""The agent's model: loaded from its configuration, and the slot that hot-swaps it.
+
+:class:`~waferscope.protocols.inference.Model` (verified bundle + warmed-up runner) is
+protocols'; what is the agent's is choosing the backend from ``[model]`` and swapping.
 
 The processing worker reads :attr:`ModelSlot.current` once per micro-batch, so a swap takes
 effect between batches and never drops or splits a wafer. A new bundle is verified, loaded and
@@ -12,59 +15,38 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from waferscope.edge.bundles import Bundle, load_bundle
-from waferscope.edge.config import ModelConfig
-from waferscope.edge.runners import EngineOutputs, Runner, create_runner
-from waferscope.protocols.bundle import MANIFEST_NAME, BundleError
+from waferscope.edge.bundles import load_bundle
+from waferscope.edge.config import ModelConfig, ReviewConfig
+from waferscope.edge.runners import create_runner
+from waferscope.protocols.bundle import MANIFEST_NAME
+from waferscope.protocols.inference import Model, PipelineSettings, start_model
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Model:
-    bundle: Bundle
-    runner: Runner
-    loaded_at: float
-
-    @property
-    def version(self) -> str:
-        return self.bundle.model_version
-
-    def infer(self, batch: np.ndarray) -> EngineOutputs:
-        outputs = self.runner.run(batch.astype(np.float32, copy=False))
-        outputs.check(
-            batch.shape[0], len(self.bundle.pattern_classes), len(self.bundle.cause_classes)
-        )
-        return outputs
-
-
 def load_model(path: Path | None, config: ModelConfig, cache_dir: Path | None = None) -> Model:
-    """Verify a bundle, start its runner and warm it up.
+    """Verify a bundle (``None``: the shipped one), start the configured runner, warm it up.
 
     Raises BundleError (refused bundle) or RunnerUnavailableError (backend missing).
     """
     bundle = load_bundle(path)
     runner = create_runner(bundle, config, cache_dir)
-    model = Model(bundle=bundle, runner=runner, loaded_at=time.time())
-    shape = bundle.encoding.shape
-    for i in range(max(1, config.warmup_runs)):
-        n = 1 if i == 0 else min(config.max_batch, 8)
-        try:  # also checks the I/O contract against the manifest
-            model.infer(np.zeros((n, *shape), dtype=np.float32))
-        except BundleError:
-            raise
-        except Exception as exc:  # the backend's own error types
-            runner.close()
-            raise BundleError(
-                f"bundle {bundle.model_version}: the engine fails on a {n}x{shape} input: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from None
-    return model
+    return start_model(bundle, runner, warmup_runs=config.warmup_runs, max_batch=config.max_batch)
+
+
+def pipeline_settings(model: ModelConfig, review: ReviewConfig) -> PipelineSettings:
+    """The shared pipeline's settings from the agent's configuration."""
+    return PipelineSettings(
+        review_thresholds=review.class_thresholds,
+        default_threshold=review.threshold,
+        min_quality_score=review.min_quality_score,
+        explain=model.explain,
+        hot_threshold=model.hot_threshold,
+        max_hot_regions=model.max_hot_regions,
+        max_batch=model.max_batch,
+    )
 
 
 class ModelSlot:

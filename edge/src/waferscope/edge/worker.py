@@ -23,19 +23,19 @@ from pathlib import Path
 
 from waferscope.edge.alerts import AlertEngine
 from waferscope.edge.config import EdgeConfig
-from waferscope.edge.engine import ModelSlot
+from waferscope.edge.engine import ModelSlot, pipeline_settings
 from waferscope.edge.metrics import AgentMetrics
-from waferscope.edge.pipeline import (
+from waferscope.edge.store import FileRecord, Store, estimated_bytes
+from waferscope.protocols.errors import FormatError, WaferscopeError
+from waferscope.protocols.formats import ReadOptions, RetestPolicy, Source
+from waferscope.protocols.inference import (
     PreparedWafer,
     WaferRejectedError,
     classify_batch,
     prepare,
     read_wafers,
+    wafer_result,
 )
-from waferscope.edge.results import wafer_result
-from waferscope.edge.store import FileRecord, Store, estimated_bytes
-from waferscope.protocols.errors import FormatError, WaferscopeError
-from waferscope.protocols.formats import ReadOptions, RetestPolicy, Source
 from waferscope.protocols.messages import new_message_id
 from waferscope.protocols.pb import alert_pb2, result_pb2
 
@@ -108,6 +108,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="worker", daemon=True)
         self._options = ReadOptions(retest=RetestPolicy(config.ingest.retest))
+        self._settings = pipeline_settings(config.model, config.review)
         self._store_full_raised = False
         self._store_ms = 1.0
         self._full_checked = 0.0
@@ -242,7 +243,7 @@ class Worker:
         prepared = [(job, item, pending) for job in fresh for item, pending in job.prepared]
         for start in range(0, len(prepared), cfg.model.max_batch):
             chunk = prepared[start : start + cfg.model.max_batch]
-            classified = classify_batch([p[1] for p in chunk], model, cfg.review, cfg.model)
+            classified = classify_batch([p[1] for p in chunk], model, self._settings)
             for (job, _, pending), item in zip(chunk, classified, strict=True):
                 item.times.store_ms = self._store_ms
                 pending.result = wafer_result(

@@ -356,6 +356,17 @@ class WaferMap:
         )
 
     # ----------------------------------------------------------------- JSON
+    def identity_dict(self) -> dict[str, Any]:
+        """Where the wafer came from and which wafer it is (the head of every summary)."""
+        return {
+            "source": self.provenance.source,
+            "format": self.provenance.format,
+            "index": self.provenance.wafer_index,
+            "lot_id": self.info.lot_id,
+            "wafer_id": self.info.wafer_id,
+            "tester_id": self.info.tester_id,
+        }
+
     def to_json_dict(self) -> dict[str, Any]:
         info = {
             k: (v.isoformat() if isinstance(v, datetime) else v)

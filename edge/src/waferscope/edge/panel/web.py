@@ -19,8 +19,9 @@ from litestar.template.config import TemplateConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from waferscope.edge.device_info import agent_version, disk_usage
-from waferscope.edge.panel.images import PictureCache, result_map_png, result_overlay_png
+from waferscope.edge.panel.images import PictureCache
 from waferscope.protocols import messages
+from waferscope.protocols.inference import result_map_png, result_overlay_png
 from waferscope.protocols.pb import common_pb2, result_pb2
 
 if TYPE_CHECKING:

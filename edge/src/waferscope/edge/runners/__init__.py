@@ -1,14 +1,13 @@
-"""Inference backends behind one small interface (:class:`Runner`), chosen by configuration."""
+"""Inference backends behind protocols' :class:`~waferscope.protocols.inference.Runner`
+interface, chosen by configuration: protocols' onnxruntime runner, or the native TensorRT
+runner that lives here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from waferscope.edge.bundles import Bundle
 from waferscope.edge.config import ModelConfig
-from waferscope.edge.runners.base import EngineOutputs, Runner, RunnerUnavailableError
-
-__all__ = ["EngineOutputs", "Runner", "RunnerUnavailableError", "create_runner"]
+from waferscope.protocols.inference import Bundle, Runner
 
 
 def create_runner(bundle: Bundle, model: ModelConfig, cache_dir: Path | None = None) -> Runner:
@@ -26,7 +25,7 @@ def create_runner(bundle: Bundle, model: ModelConfig, cache_dir: Path | None = N
             prebuilt=bundle.tensorrt_engines,
             cache_dir=cache_dir,
         )
-    from waferscope.edge.runners.onnx_runtime import OnnxRuntimeRunner
+    from waferscope.protocols.inference import OnnxRuntimeRunner
 
     return OnnxRuntimeRunner(
         bundle.engine_path, providers=model.providers, threads=model.threads, cache_dir=cache_dir

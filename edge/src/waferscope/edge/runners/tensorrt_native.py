@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from waferscope.edge.runners.base import F32, EngineOutputs, RunnerUnavailableError
 from waferscope.protocols.bundle import INPUT_NAME, OUTPUT_NAMES, BundleError, sha256_file
+from waferscope.protocols.inference.runner import F32, EngineOutputs, RunnerUnavailableError
 
 
 def _import(name: str, hint: str) -> Any:

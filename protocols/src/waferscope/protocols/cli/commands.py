@@ -54,12 +54,7 @@ def summary_dict(wafer: WaferMap, report: QualityReport) -> dict[str, Any]:
     y = wafer.yield_fraction
     ext = wafer.extent
     return {
-        "source": wafer.provenance.source,
-        "format": wafer.provenance.format,
-        "index": wafer.provenance.wafer_index,
-        "lot_id": info.lot_id,
-        "wafer_id": info.wafer_id,
-        "tester_id": info.tester_id,
+        **wafer.identity_dict(),
         "program": info.program,
         "start_time": info.start_time.isoformat() if info.start_time else None,
         "end_time": info.end_time.isoformat() if info.end_time else None,

@@ -1,8 +1,9 @@
 """The runner interface: one engine call on a batch of encoded wafers, whatever the backend.
 
-Every backend (onnxruntime, native TensorRT) returns the four outputs of the bundle contract
-(:mod:`waferscope.protocols.bundle`) as float32 numpy arrays with the batch first. One contract
-test suite (``tests/edge/test_runner_contract.py``) runs against every backend present.
+Every backend (onnxruntime here, the edge's native TensorRT runner) returns the four outputs of
+the bundle contract (:mod:`waferscope.protocols.bundle`) as float32 numpy arrays with the batch
+first. One contract test suite (``tests/protocols/inference/test_runner_contract.py``) runs
+against every backend present.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """One contract for every inference backend: the same outputs, shapes and answers.
 
 onnxruntime on CPU runs everywhere; the GPU backends (onnxruntime's CUDA and TensorRT execution
-providers, native TensorRT) run where their libraries and a GPU are present and are skipped
-with the reason otherwise.
+providers, and the edge's native TensorRT runner, which implements protocols' Runner interface)
+run where their libraries and a GPU are present and are skipped with the reason otherwise.
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_test_support import encoded_maps
+from sample_wafers import encoded_maps
 
-from waferscope.edge.bundles import Bundle, load_bundle
-from waferscope.edge.runners import Runner, RunnerUnavailableError
-from waferscope.edge.runners.onnx_runtime import OnnxRuntimeRunner, available_providers
-from waferscope.edge.runners.tensorrt_native import TensorRtRunner
+from waferscope.protocols.inference import (
+    Bundle,
+    OnnxRuntimeRunner,
+    Runner,
+    RunnerUnavailableError,
+    available_providers,
+    load_bundle,
+)
 
 
 def _ort(provider: str) -> Callable[[Bundle, Path], Runner]:
@@ -44,6 +48,8 @@ def _tensorrt(bundle: Bundle, cache: Path) -> Runner:
     for module in ("tensorrt", "cuda"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"native TensorRT runner: the {module!r} Python package is not installed")
+    from waferscope.edge.runners.tensorrt_native import TensorRtRunner
+
     try:
         return TensorRtRunner(
             bundle.engine_path, input_shape=bundle.encoding.shape, max_batch=16, cache_dir=cache
@@ -84,6 +90,7 @@ def test_outputs_follow_the_bundle_contract(
         out.check(n, len(bundle.pattern_classes), len(bundle.cause_classes))
         assert out.feature_map.dtype == np.float32
         np.testing.assert_allclose(out.embedding, out.feature_map.mean(axis=(2, 3)), atol=0.05)
+    assert isinstance(runner, Runner)  # the protocol is runtime-checkable
     assert runner.backend in ("onnxruntime", "tensorrt")
     assert runner.provider
 
@@ -109,11 +116,3 @@ def test_int8_engine_agrees_with_the_fp32_reference(
     ours = runner.run(x)
     agree = (fp32.pattern_logits.argmax(1) == ours.pattern_logits.argmax(1)).mean()
     assert agree >= 0.85
-
-
-def test_missing_tensorrt_is_reported_not_crashed(bundle_dir: Path, tmp_path: Path) -> None:
-    if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("tensorrt is installed here; the contract tests above cover it")
-    bundle = load_bundle(bundle_dir)
-    with pytest.raises(RunnerUnavailableError, match="tensorrt"):
-        TensorRtRunner(bundle.engine_path, input_shape=bundle.encoding.shape, cache_dir=tmp_path)

@@ -1,4 +1,4 @@
-"""From a :class:`~waferscope.edge.pipeline.Classification` to the messages and lines it becomes.
+"""From a :class:`~waferscope.protocols.inference.pipeline.Classification` to its messages.
 
 ``wafer_result`` builds the ``WaferResult`` protobuf the outbox stores and MQTT carries;
 ``summary`` builds the JSON object ``waferscope classify`` prints (one line per wafer).
@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from waferscope.edge.pipeline import Classification, Prediction, StageTimes
 from waferscope.protocols import messages
+from waferscope.protocols.inference.pipeline import Classification, Prediction, StageTimes
 from waferscope.protocols.pb import common_pb2, result_pb2
 from waferscope.protocols.quality import Severity
 from waferscope.protocols.wafermap import WaferMap
@@ -155,16 +155,10 @@ def wafer_result(
 
 
 def summary(item: Classification, *, regions: bool = True) -> dict[str, Any]:
-    """The JSON object of one wafer for ``waferscope classify``."""
+    """The JSON object of one classified wafer (``waferscope classify`` prints one a line)."""
     wafer = item.wafer
-    info = wafer.info
     out: dict[str, Any] = {
-        "source": wafer.provenance.source,
-        "format": wafer.provenance.format,
-        "index": wafer.provenance.wafer_index,
-        "lot_id": info.lot_id,
-        "wafer_id": info.wafer_id,
-        "tester_id": info.tester_id,
+        **wafer.identity_dict(),
         "die_count": wafer.die_count,
         "fail_count": wafer.fail_count,
         "pattern": item.pattern.name,

@@ -1,6 +1,6 @@
-"""A real, small engine bundle for the edge tests and benchmarks, built with torch.
+"""A real, small engine bundle for the tests of every part and the benchmarks, built with torch.
 
-The edge package never imports torch; tests may. The network has the shape the bundle contract
+The edge and the hub never import torch; tests may. The network has the shape the bundle contract
 assumes (``waferscope.protocols.bundle``): convolutions → last feature map → global average
 pool (embedding) → dense layers → a pattern and a root-cause linear layer. It is trained for a
 few seconds on real WM-811K maps so that its predictions mean something, exported to ONNX with
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from edge_test_support import encoded_maps
+from sample_wafers import encoded_maps
 from torch import nn
 
 from waferscope.protocols.bundle import (
@@ -176,7 +176,7 @@ def write_bundle(net: TinyWaferNet, folder: Path, calibration: np.ndarray, versi
         pattern_classes=list(PATTERNS),
         root_cause_classes=list(CAUSES),
         taxonomy_ref="wm811k-root-causes@1",
-        producer="waferscope edge tests (tiny CNN)",
+        producer="waferscope tests (tiny CNN)",
     )
     encoding_descriptor(V1, manifest)
     manifest.created_time.GetCurrentTime()
@@ -214,13 +214,13 @@ def cached_bundle(val_npz: Path, cache_root: Path) -> tuple[Path, Path]:
     key = hashlib.sha256(
         (RECIPE_VERSION + Path(__file__).read_text(encoding="utf-8")).encode()
     ).hexdigest()[:12]
-    folder = cache_root / f"waferscope-edge-bundle-{key}"
+    folder = cache_root / f"waferscope-test-bundle-{key}"
     cache_root.mkdir(parents=True, exist_ok=True)
-    with (cache_root / f"waferscope-edge-bundle-{key}.lock").open("w") as lock:
+    with (cache_root / f"waferscope-test-bundle-{key}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         weights = folder.parent / f"{folder.name}.torch.pt"
         if not ((folder / "manifest.json").is_file() and weights.is_file()):
-            for stale in cache_root.glob("waferscope-edge-bundle-*"):  # older recipes
+            for stale in cache_root.glob("waferscope-test-bundle-*"):  # older recipes
                 if not stale.name.startswith(folder.name):
                     if stale.is_dir():
                         shutil.rmtree(stale, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Grad-CAM on the edge, from the engine's feature map and the classifier head — no autograd.
+"""Grad-CAM from the engine's feature map and the classifier head — no autograd.
 
 The engine ends in global average pooling: ``embedding = mean_{ij} A[k, i, j]``. For the class
 score ``y_c = head(embedding)_c`` the Grad-CAM channel weight is
@@ -7,7 +7,7 @@ score ``y_c = head(embedding)_c`` the Grad-CAM channel weight is
 
 and the map is ``ReLU(sum_k alpha_k A[k])``, bilinearly resized to the model-input grid and
 scaled to 0..1. ``HeadWeights.pattern_gradient`` (protocols) gives ``dy_c / d embedding``.
-``tests/edge/test_gradcam.py`` checks the result against torch autograd Grad-CAM.
+``tests/protocols/inference/test_gradcam.py`` checks the result against torch autograd Grad-CAM.
 
 Hot regions are read on the die grid: every die takes the relevance of the model-input pixel its
 centre falls in (encoding v1 pads the map to a centred square and scales it uniformly), dies at
@@ -24,11 +24,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from waferscope.edge.runners.base import EngineOutputs
 from waferscope.protocols.bundle import HeadWeights
+from waferscope.protocols.inference.runner import F32, EngineOutputs
 from waferscope.protocols.wafermap import FAIL_DIE, NO_DIE
-
-F32 = npt.NDArray[np.float32]
 
 
 def gradcam_maps(outputs: EngineOutputs, head: HeadWeights, classes: Sequence[int]) -> F32:

@@ -2,7 +2,9 @@
 
 Both are drawn on the normalised die grid (notch down, x right, y down), one square per die:
 pass dies light green, fail dies dark red, no die blank. The overlay tints every die by its
-relevance (colour map 'jet', stronger where more relevant) and outlines the hot regions.
+relevance (colour map 'jet', stronger where more relevant) and outlines the hot regions. The
+overlay is drawn from a fresh :class:`~waferscope.protocols.inference.pipeline.Classification`
+or from a stored ``WaferResult`` message alike.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from waferscope.edge.gradcam import HotRegion
+from waferscope.protocols.inference.gradcam import HotRegion, die_relevance
+from waferscope.protocols.inference.pipeline import Classification
+from waferscope.protocols.messages import unpack_states
+from waferscope.protocols.pb import result_pb2
 from waferscope.protocols.render import to_png
 from waferscope.protocols.wafermap import FAIL_DIE, PASS_DIE
 
@@ -108,3 +113,40 @@ def overlay_png(
 ) -> bytes:
     """The overlay (wafer map + Grad-CAM heatmap + hot-region boxes) as PNG bytes."""
     return to_png(_frame(overlay_image(states, relevance, regions, origin, max_px=max_px), title))
+
+
+def classification_overlay_png(
+    item: Classification, *, max_px: int = 640, title: str | None = None
+) -> bytes:
+    """The overlay of a fresh classification (titled '<pattern> <confidence>' by default)."""
+    return overlay_png(
+        item.prepared.states,
+        item.relevance(),
+        item.regions,
+        item.prepared.origin,
+        max_px=max_px,
+        title=f"{item.pattern.name} {item.confidence:.0%}" if title is None else title,
+    )
+
+
+def result_map_png(result: result_pb2.WaferResult, *, max_px: int = 240) -> bytes:
+    """The die map of a ``WaferResult`` message."""
+    return map_png(unpack_states(result.map), max_px=max_px)
+
+
+def result_overlay_png(result: result_pb2.WaferResult, *, max_px: int = 640) -> bytes:
+    """The overlay of a ``WaferResult`` message (no tint when it carries no heatmap)."""
+    states = unpack_states(result.map)
+    origin = (result.map.origin_x, result.map.origin_y)
+    regions = [
+        HotRegion(r.x_min, r.y_min, r.x_max, r.y_max, r.score, r.fail_count, ())
+        for r in result.hot_regions
+    ]
+    hm = result.heatmap
+    if hm.rows and hm.cols and len(hm.data) == hm.rows * hm.cols:
+        heat = np.frombuffer(hm.data, dtype=np.uint8).reshape(hm.rows, hm.cols)
+        relevance = die_relevance(heat, *states.shape)
+    else:
+        relevance = np.zeros(states.shape, dtype=np.float32)
+    title = f"{result.pattern.name} {result.confidence:.0%}"
+    return overlay_png(states, relevance, regions, origin, max_px=max_px, title=title)

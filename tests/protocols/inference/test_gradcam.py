@@ -1,4 +1,4 @@
-"""Edge Grad-CAM (engine outputs + head, numpy) equals torch autograd Grad-CAM on the same model."""
+"""Grad-CAM from engine outputs + head (numpy) equals torch autograd Grad-CAM on the same model."""
 
 from __future__ import annotations
 
@@ -6,21 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edge_test_support import encoded_maps
+from sample_wafers import encoded_maps
 
-from waferscope.edge.bundles import load_bundle
-from waferscope.edge.gradcam import die_relevance, gradcam_maps, hot_regions, upsample
-from waferscope.edge.overlay import overlay_png
-from waferscope.edge.runners.onnx_runtime import OnnxRuntimeRunner
+from waferscope.protocols.inference import (
+    OnnxRuntimeRunner,
+    die_relevance,
+    gradcam_maps,
+    hot_regions,
+    load_bundle,
+    overlay_png,
+    upsample,
+)
 
 torch = pytest.importorskip("torch", reason="the reference Grad-CAM needs torch autograd")
-import edge_test_bundle  # noqa: E402
+import tiny_bundle  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
 
-def torch_gradcam(
-    net: edge_test_bundle.TinyWaferNet, x: np.ndarray, classes: list[int]
-) -> np.ndarray:
+def torch_gradcam(net: tiny_bundle.TinyWaferNet, x: np.ndarray, classes: list[int]) -> np.ndarray:
     """Textbook Grad-CAM with autograd: weights = spatial mean of d score / d feature map."""
     xt = torch.from_numpy(x)
     pattern, _, fm, _ = net(xt)
@@ -36,11 +39,9 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def test_edge_gradcam_matches_torch_autograd(
-    built_bundle: tuple[Path, Path], val_npz: Path
-) -> None:
+def test_gradcam_matches_torch_autograd(built_bundle: tuple[Path, Path], val_npz: Path) -> None:
     folder, weights = built_bundle
-    net = edge_test_bundle.load_torch(weights)
+    net = tiny_bundle.load_torch(weights)
     bundle = load_bundle(folder)
     assert bundle.reference_path is not None
     runner = OnnxRuntimeRunner(bundle.reference_path, threads=1)  # the FP32 engine
@@ -103,7 +104,7 @@ def test_hot_regions_and_overlay(artifacts_dir: Path) -> None:
     assert regions[1].dies == ((5, 18),)
     png = overlay_png(states, relevance, regions, origin=(-10, 3), title="Loc 90%")
     assert png.startswith(b"\x89PNG")
-    (artifacts_dir / "edge-overlay-synthetic.png").write_bytes(png)
+    (artifacts_dir / "overlay-synthetic.png").write_bytes(png)
 
 
 def test_die_relevance_follows_the_encoding_geometry() -> None:

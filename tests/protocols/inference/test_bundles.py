@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from waferscope.edge.bundles import load_bundle
-from waferscope.edge.config import ModelConfig
-from waferscope.edge.engine import ModelSlot, load_model
 from waferscope.protocols.bundle import BundleError, read_manifest, write_manifest
+from waferscope.protocols.inference import load_bundle, load_model
 
 
 def test_good_bundle_loads(bundle_dir: Path) -> None:
@@ -66,49 +62,12 @@ def test_bad_bundles_are_refused_with_the_reason(
         load_bundle(bundle_copy)
 
 
-def test_engine_with_wrong_input_size_is_refused_at_warm_up(
-    bundle_copy: Path, model_config: ModelConfig
-) -> None:
+def test_engine_with_wrong_input_size_is_refused_at_warm_up(bundle_copy: Path) -> None:
     _edit_manifest(bundle_copy, "encoding")  # manifest says 96 px, the engine takes 64
     with pytest.raises(BundleError, match="engine fails on a 1x"):
-        load_model(bundle_copy, model_config)
+        load_model(bundle_copy, threads=1)
 
 
-def test_hot_swap_keeps_the_old_model_when_the_new_one_is_bad(
-    bundle_dir: Path, bundle_copy: Path, model_config: ModelConfig
-) -> None:
-    slot = ModelSlot(load_model(bundle_dir, model_config), model_config)
-    before = slot.current
-    data = json.loads((bundle_copy / "manifest.json").read_text())
-    data["modelVersion"] = "tiny-test-2"
-    (bundle_copy / "manifest.json").write_text(json.dumps(data))
-    head = bundle_copy / "head.npz"
-    head.write_bytes(head.read_bytes() + b"x")
-    with pytest.raises(BundleError):
-        slot.swap(bundle_copy)
-    assert slot.current is before
-    assert slot.last_error and "head.npz" in slot.last_error
-    head.write_bytes(head.read_bytes()[:-1])
-    swapped = slot.swap(bundle_copy)
-    assert slot.current is swapped and swapped.version == "tiny-test-2"
-    out = swapped.infer(np.zeros((2, 3, 64, 64), np.float32))
-    assert out.pattern_logits.shape == (2, 9)
-
-
-def test_watcher_swaps_when_the_manifest_changes(
-    bundle_copy: Path, model_config: ModelConfig
-) -> None:
-    from edge_test_support import wait_for
-
-    from waferscope.edge.engine import BundleWatcher
-
-    slot = ModelSlot(load_model(bundle_copy, model_config), model_config)
-    watcher = BundleWatcher(slot, bundle_copy, interval_s=0.1)
-    watcher.start()
-    try:
-        data = json.loads((bundle_copy / "manifest.json").read_text())
-        data["modelVersion"] = "tiny-test-3"
-        (bundle_copy / "manifest.json").write_text(json.dumps(data))
-        wait_for(lambda: slot.current.version == "tiny-test-3", 10, what="hot swap")
-    finally:
-        watcher.stop()
+def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="no such bundle folder"):
+        load_bundle(tmp_path / "nothing")

@@ -1,16 +1,24 @@
-"""onnxruntime backend: CPU everywhere, CUDA and TensorRT execution providers where installed."""
+"""onnxruntime backend: CPU everywhere, CUDA and TensorRT execution providers where installed.
+
+onnxruntime is the optional ``inference`` extra of waferscope-protocols
+(``pip install 'waferscope-protocols[inference]'``). It is imported when a function here first
+needs it, never when this module is imported; without it those calls raise
+:class:`InferenceExtraMissingError`, which names the extra.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort  # type: ignore[import-untyped]
 
-from waferscope.edge.runners.base import F32, EngineOutputs, RunnerUnavailableError
 from waferscope.protocols.bundle import INPUT_NAME, OUTPUT_NAMES, BundleError
+from waferscope.protocols.inference.runner import F32, EngineOutputs, RunnerUnavailableError
 
+EXTRA = "inference"
 PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -18,13 +26,33 @@ PROVIDER_NAMES = {
 }
 
 
+class InferenceExtraMissingError(RunnerUnavailableError):
+    """onnxruntime is not installed: the ``inference`` extra of waferscope-protocols is missing."""
+
+
+def onnxruntime() -> Any:
+    """The onnxruntime module (InferenceExtraMissingError when it is not installed)."""
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError as exc:
+        raise InferenceExtraMissingError(
+            f"onnxruntime is not installed ({exc}); install the {EXTRA!r} extra: "
+            f"pip install 'waferscope-protocols[{EXTRA}]'"
+        ) from None
+
+
 def available_providers() -> list[str]:
     """onnxruntime's execution providers on this machine, best first."""
-    return list(ort.get_available_providers())
+    return [str(p) for p in onnxruntime().get_available_providers()]
 
 
 def choose_providers(preference: Sequence[str]) -> list[str]:
-    """The preferred providers that are installed, in order, always ending with CPU."""
+    """The preferred providers that are installed, in order, always ending with CPU.
+
+    ``preference`` holds short names: 'tensorrt', 'cuda', 'cpu'."""
+    unknown = [p for p in preference if p not in PROVIDER_NAMES]
+    if unknown:
+        raise ValueError(f"unknown execution provider(s) {unknown}; known: {list(PROVIDER_NAMES)}")
     present = set(available_providers())
     chosen = [PROVIDER_NAMES[p] for p in preference if PROVIDER_NAMES[p] in present]
     if "CPUExecutionProvider" not in chosen:
@@ -43,6 +71,7 @@ class OnnxRuntimeRunner:
         threads: int = 0,
         cache_dir: Path | None = None,
     ) -> None:
+        ort = onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -63,7 +92,7 @@ class OnnxRuntimeRunner:
                     }
             provider_options.append(opts)
         try:
-            self._session = ort.InferenceSession(
+            self._session: Any = ort.InferenceSession(
                 str(model_path),
                 sess_options=options,
                 providers=chosen,
@@ -82,7 +111,6 @@ class OnnxRuntimeRunner:
         if not used:
             raise RunnerUnavailableError("onnxruntime offers no execution provider")
         self._provider = str(used[0])
-        self._threads = threads
 
     @property
     def backend(self) -> str:

@@ -1,37 +1,84 @@
-"""The data path of one wafer, shared by the agent and ``waferscope classify``.
+"""The data path of one wafer, shared by the edge agent, ``waferscope classify`` and the hub.
 
 parse (protocols.formats) → validate (protocols.quality) → normalise + encode (protocols) →
 infer (the model's runner, in micro-batches) → explain (Grad-CAM from the engine outputs) →
-route (review flag). Storing and publishing are the agent's business, not this module's.
+route (review flag). Storing and publishing are the caller's business, not this module's; what
+the caller configures comes in one :class:`PipelineSettings`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
 
-from waferscope.edge.config import ModelConfig, ReviewConfig
-from waferscope.edge.engine import Model
-from waferscope.edge.gradcam import HotRegion, die_relevance, gradcam, hot_regions, to_uint8
 from waferscope.protocols.encoding import EncodingSpec, encode_dense
 from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.formats import ReadOptions, Source, read_maps
+from waferscope.protocols.inference.gradcam import (
+    HotRegion,
+    die_relevance,
+    gradcam,
+    hot_regions,
+    to_uint8,
+)
+from waferscope.protocols.inference.model import Model
+from waferscope.protocols.inference.runner import F32
 from waferscope.protocols.normalize import normalize
 from waferscope.protocols.quality import QualityReport, check
 from waferscope.protocols.wafermap import WaferMap
 
-F32 = npt.NDArray[np.float32]
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """How wafers are explained and routed; services build it from their own configuration.
+
+    A wafer goes to review when its pattern confidence is below the pattern's threshold
+    (``review_thresholds``, else ``default_threshold``), or else when its quality score is below
+    ``min_quality_score``. ``explain`` turns Grad-CAM heatmaps and hot regions on; dies with a
+    relevance of ``hot_threshold`` or more form hot regions, at most ``max_hot_regions`` a wafer.
+    ``max_batch`` is the most wafers one engine call takes.
+    """
+
+    review_thresholds: Mapping[str, float] = field(default_factory=dict)
+    default_threshold: float = 0.6
+    min_quality_score: float = 0.5
+    explain: bool = True
+    hot_threshold: float = 0.5
+    max_hot_regions: int = 5
+    max_batch: int = 32
+
+    def __post_init__(self) -> None:
+        fractions = {
+            "default_threshold": self.default_threshold,
+            "min_quality_score": self.min_quality_score,
+            "hot_threshold": self.hot_threshold,
+            **{f"review_thresholds[{k!r}]": v for k, v in self.review_thresholds.items()},
+        }
+        for name, value in fractions.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {value}")
+        if self.max_hot_regions < 0 or self.max_batch < 1:
+            raise ValueError("max_hot_regions must be >= 0 and max_batch >= 1")
+        object.__setattr__(
+            self, "review_thresholds", MappingProxyType(dict(self.review_thresholds))
+        )
+
+    def threshold_for(self, pattern: str) -> float:
+        """The confidence below which a wafer predicted as ``pattern`` is flagged for review."""
+        return self.review_thresholds.get(pattern, self.default_threshold)
 
 
 class WaferRejectedError(WaferscopeError):
     """One wafer of a file cannot be classified (the others may be)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, index: int = -1) -> None:
         self.code = code
+        self.index = index  # the wafer's index in its source (-1: unknown)
         super().__init__(message)
 
 
@@ -118,6 +165,13 @@ class Classification:
     def wafer(self) -> WaferMap:
         return self.prepared.wafer
 
+    def relevance(self) -> F32:
+        """Relevance (0..1) of every cell of the normalised dense map (zeros unexplained)."""
+        states = self.prepared.states
+        if self.heatmap is None:
+            return np.zeros(states.shape, dtype=np.float32)
+        return die_relevance(self.heatmap, *states.shape)
+
 
 # --------------------------------------------------------------------------- parse
 def read_wafers(
@@ -142,7 +196,11 @@ def prepare(wafer: WaferMap, encoding: EncodingSpec, parse_ms: float = 0.0) -> P
     times = StageTimes(parse_ms=parse_ms)
     start = time.perf_counter()
     if wafer.die_count == 0:
-        raise WaferRejectedError("invalid_wafer", f"{_name(wafer)}: the wafer holds no dies")
+        raise WaferRejectedError(
+            "invalid_wafer",
+            f"{_name(wafer)}: the wafer holds no dies",
+            wafer.provenance.wafer_index,
+        )
     report = check(wafer)
     mid = time.perf_counter()
     normalized = normalize(wafer)
@@ -185,7 +243,7 @@ def _predictions(probs: F32, classes: tuple[str, ...]) -> list[Prediction]:
 
 
 def classify_batch(
-    batch: list[PreparedWafer], model: Model, review: ReviewConfig, settings: ModelConfig
+    batch: list[PreparedWafer], model: Model, settings: PipelineSettings
 ) -> list[Classification]:
     """Run the engine once on the batch, explain and route every wafer."""
     if not batch:
@@ -221,14 +279,14 @@ def classify_batch(
             )
         pattern = patterns[i]
         confidence = pattern.probability
-        threshold = review.threshold_for(pattern.name)
+        threshold = settings.threshold_for(pattern.name)
         reason, detail = "", ""
         if confidence < threshold:
             reason = "low_confidence"
             detail = (
                 f"confidence {confidence:.2f} is below the {pattern.name} threshold {threshold:.2f}"
             )
-        elif item.quality.score < review.min_quality_score:
+        elif item.quality.score < settings.min_quality_score:
             reason = "quality"
             codes = ", ".join(f.code.value for f in item.quality.findings)
             detail = f"quality score {item.quality.score:.2f} ({codes})"
