@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job (until the whole appliance runs, when `waferscope demo` takes its place):
 # set up if needed, read real tester files in every format, print each wafer's summary and
-# quality findings, and draw every wafer into out/pictures/.
+# quality findings, draw every wafer into out/pictures/, then classify each wafer with the
+# shipped INT8 engine and write its Grad-CAM explanation into out/explain/.
 #   scripts/main.sh                 the real tester files of $WAFER_DATA_DIR (../shared/data)
 #   scripts/main.sh FILE...         your own files
 set -euo pipefail
@@ -35,4 +36,7 @@ mkdir -p "$OUT"
 for f in "${files[@]}"; do
   waferscope convert "$f" --to png -o "$OUT" --limit 5 || status=$?
 done
+echo
+echo "== waferscope classify --explain out/explain (shipped INT8 model)"
+waferscope classify --explain out/explain "${files[@]}" || status=$?
 exit $status
