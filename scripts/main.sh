@@ -28,15 +28,18 @@ echo "== waferscope formats"
 waferscope formats
 echo
 echo "== waferscope inspect (${#files[@]} files)"
+# Exit status 1 means "a file or wafer was refused, and the reason was printed" — part of the
+# job's report; anything higher (a usage error, a crash) fails the job.
 status=0
-waferscope inspect "${files[@]}" || status=$?
+note() { local rc=$1; if [ "$rc" -gt 1 ]; then status=$rc; fi; }
+waferscope inspect "${files[@]}" || note $?
 echo
 echo "== waferscope convert --to png -> $OUT"
 mkdir -p "$OUT"
 for f in "${files[@]}"; do
-  waferscope convert "$f" --to png -o "$OUT" --limit 5 || status=$?
+  waferscope convert "$f" --to png -o "$OUT" --limit 5 || note $?
 done
 echo
 echo "== waferscope classify --explain out/explain (shipped INT8 model)"
-waferscope classify --explain out/explain "${files[@]}" || status=$?
+waferscope classify --explain out/explain "${files[@]}" || note $?
 exit $status
