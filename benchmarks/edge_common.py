@@ -3,6 +3,7 @@ tester files, and the agent as a real ``waferscope edge run`` process."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -39,15 +40,42 @@ def data_dir() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def bundle() -> tuple[Path, str]:
-    """The shipped default bundle when present, else the tests' tiny CNN bundle (built once)."""
-    default = default_bundle_path()
-    if (default / "manifest.json").is_file():
-        return default, "default bundle (shipped)"
-    import tiny_bundle
+MODELS = ("default", "tiny")
 
-    folder, _ = tiny_bundle.cached_bundle(data_dir() / "wm811k" / "val.npz", WORK)
-    return folder, "tests' tiny CNN bundle (no default bundle shipped yet)"
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model {default,tiny}`` and ``--bundle PATH`` (a bundle folder; overrides --model)."""
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="default",
+        help="default: the bundle shipped with the agent (what `waferscope edge run` uses when "
+        "no model path is configured); tiny: the tests' small CNN bundle, for comparison",
+    )
+    parser.add_argument(
+        "--bundle", type=Path, default=None, help="any other bundle folder (overrides --model)"
+    )
+
+
+def bundle(model: str = "default", path: Path | None = None) -> tuple[Path, str]:
+    """The bundle folder to run and a line saying which it is."""
+    if path is not None:
+        if not (path / "manifest.json").is_file():
+            raise SystemExit(f"{path} is not a bundle folder (no manifest.json)")
+        return path.resolve(), f"bundle {path}"
+    if model == "default":
+        default = default_bundle_path()
+        if not (default / "manifest.json").is_file():
+            raise SystemExit(f"no default bundle at {default}; use --model tiny or --bundle PATH")
+        manifest = json.loads((default / "manifest.json").read_text(encoding="utf-8"))
+        name = manifest.get("modelVersion", "unversioned")
+        return default, f"shipped default bundle ({name})"
+    if model == "tiny":
+        import tiny_bundle
+
+        folder, _ = tiny_bundle.cached_bundle(data_dir() / "wm811k" / "val.npz", WORK)
+        return folder, "tests' tiny CNN bundle (tests/support/tiny_bundle.py)"
+    raise SystemExit(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
 
 
 def typical_wafers(count: int, shape: tuple[int, int] = (25, 27)) -> Iterator[WaferMap]:

@@ -2,7 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/edge_latency.py [--count 300] [--big-count 60] [--threads 1 2]
+    .venv/bin/python benchmarks/edge_latency.py [--count 300] [--big-count 60] [--threads 1 2] \
+        [--model {default,tiny}] [--bundle PATH]
 
 For each map size (a typical 25 x 27 WM-811K map; the real 254 x 265 TSK prober map with
 49,631 dies) and each model thread count, ``waferscope edge run`` runs as its own process with a
@@ -34,6 +35,7 @@ from edge_common import (
     AgentProcess,
     Broker,
     TimedSubscriber,
+    add_model_arguments,
     agent_config,
     as_bytes,
     big_tsk_wafer,
@@ -107,24 +109,26 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--big-count", type=int, default=60)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    add_model_arguments(parser)
     args = parser.parse_args()
-    bundle_dir, what = bundle()
+    bundle_dir, what = bundle(args.model, args.bundle)
+    short = args.bundle.name if args.bundle else args.model
     print(f"model: {what}; cpus: {os.cpu_count()}; numpy {np.__version__}")
     typical = list(typical_wafers(args.count + WARMUP))
     big = list(big_maps(args.big_count + WARMUP))
     head = (
-        "| map | threads | n | "
+        "| model | map | threads | n | "
         + " | ".join(f"{s} p50/p99" for s in STAGES)
         + " | end to end p50 | p99 |"
     )
     print(head)
-    print("| --- | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " | ---: | ---: |")
     for label, wafers in (("25x27", typical), ("254x265 TSK", big)):
         for threads in args.threads:
             r = run(label.split()[0], wafers, threads, bundle_dir)
             cells = " | ".join(f"{r[f'{s}_p50']:.2f} / {r[f'{s}_p99']:.2f}" for s in STAGES)
             print(
-                f"| {label} | {threads} | {r['n']:.0f} | {cells} | "
+                f"| {short} | {label} | {threads} | {r['n']:.0f} | {cells} | "
                 f"{r['e2e_p50']:.1f} ms | {r['e2e_p99']:.1f} ms |",
                 flush=True,
             )

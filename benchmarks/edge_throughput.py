@@ -2,12 +2,13 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/edge_throughput.py [--wafers 3000] [--threads 1 2] [--format tsk]
+    .venv/bin/python benchmarks/edge_throughput.py [--wafers 3000] [--threads 1 2] [--format tsk] \
+        [--model {default,tiny}] [--bundle PATH]
 
 A private Mosquitto is started on a free port, a subscriber on loopback records every result, and
 ``waferscope edge run`` runs as its own process (SQLite store, Grad-CAM on, heatmaps inline, QoS 1
 with PUBACK bookkeeping — the production path). Once the agent is online, N different files
-(real 27 x 27 WM-811K maps, each written as one tester file) are renamed into the hot folder at
+(real 25 x 27 WM-811K maps, each written as one tester file) are renamed into the hot folder at
 once; the figure is N divided by the time from the first rename to the last result at the
 subscriber. The agent's CPU time and peak RSS come from /proc.
 """
@@ -24,6 +25,7 @@ from edge_common import (
     AgentProcess,
     Broker,
     TimedSubscriber,
+    add_model_arguments,
     agent_config,
     as_bytes,
     bundle,
@@ -77,20 +79,24 @@ def main() -> None:
     parser.add_argument("--wafers", type=int, default=3000)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--format", default="tsk", choices=["tsk", "e142", "csv", "stdf"])
+    add_model_arguments(parser)
     args = parser.parse_args()
-    bundle_dir, what = bundle()
+    bundle_dir, what = bundle(args.model, args.bundle)
+    short = args.bundle.name if args.bundle else args.model
     print(
         f"model: {what}; {args.wafers} files of one 25x27 map ({args.format}); "
         f"cpus: {os.cpu_count()}"
     )
     print(
-        "| model threads | wafers | seconds | wafers/s | agent CPU ms/wafer | agent peak RSS MB |"
+        "| model | model threads | wafers | seconds | wafers/s | agent CPU ms/wafer "
+        "| agent peak RSS MB |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for threads in args.threads:
         r = run(args.wafers, threads, args.format, bundle_dir)
         print(
-            f"| {threads} | {r['wafers']:.0f} | {r['seconds']:.2f} | {r['wafers_per_s']:.0f} | "
+            f"| {short} | {threads} | {r['wafers']:.0f} | {r['seconds']:.2f} | "
+            f"{r['wafers_per_s']:.0f} | "
             f"{r['agent_cpu_ms_per_wafer']:.2f} | {r['peak_rss_mb']:.0f} |",
             flush=True,
         )
