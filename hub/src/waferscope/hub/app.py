@@ -1,0 +1,134 @@
+"""The composition root: builds the hub's parts from a configuration and wires them together.
+
+Nothing here decides anything; each part lives in its own module. ``Hub`` owns the database, the
+blob store, the metrics, the ingest worker, the notifier, the rule runner and the web app.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from waferscope.hub.auth import TokenIssuer, load_or_create_secret
+from waferscope.hub.blobs import BlobStore, open_blob_store
+from waferscope.hub.config import HubConfig
+from waferscope.hub.db import migrate
+from waferscope.hub.db.engine import Database
+from waferscope.hub.ingest.handler import BatchWriter
+from waferscope.hub.ingest.mqtt import MqttIngest
+from waferscope.hub.metrics import HubMetrics
+from waferscope.hub.notify.channels import build_channels
+from waferscope.hub.notify.worker import Notifier
+from waferscope.hub.review_policy import QueueSelector, UncertaintyFirst
+from waferscope.hub.rules import RuleRunner
+from waferscope.hub.similar import SimilarWafers
+from waferscope.hub.upload import UnclassifiedPipeline, WaferClassifier
+
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+    from waferscope.hub.explain import ShapExplainer
+
+log = logging.getLogger("waferscope.hub")
+
+
+class Hub:
+    """Every part of one hub process, built from one configuration."""
+
+    def __init__(
+        self,
+        config: HubConfig,
+        *,
+        worker: int = 0,
+        selector: QueueSelector | None = None,
+        classifier: WaferClassifier | None = None,
+    ) -> None:
+        self.config = config
+        self.worker = worker
+        self.db = Database(config.database_url, config.database)
+        if config.database.migrate_on_start and worker == 0:
+            migrate.upgrade(self.db.engine)
+        self.blobs: BlobStore = open_blob_store(config.blobs, config.blob_path)
+        self.metrics = HubMetrics()
+        self.selector = selector or UncertaintyFirst(config.review)
+        self.channels = build_channels(config.notify)
+        self.writer = BatchWriter(
+            self.db,
+            self.blobs,
+            self.selector,
+            self.metrics,
+            channels=[(c.name, c.min_severity) for c in self.channels],
+            store_embeddings=config.ingest.store_embeddings,
+            dead_letter_bytes=config.ingest.dead_letter_max_bytes,
+            commit_log=(
+                config.ingest.commit_log.with_suffix(f".w{worker}.log")
+                if config.ingest.commit_log
+                else None
+            ),
+        )
+        self.ingest = (
+            MqttIngest(
+                config.mqtt,
+                config.ingest,
+                self.writer,
+                self.metrics,
+                worker=worker,
+                group=config.subscription_group,
+            )
+            if config.mqtt.enabled
+            else None
+        )
+        self.notifier = Notifier(self.db, self.channels, config.notify, self.metrics)
+        self.rules = RuleRunner(self.db, config.alerts, self.channels, self.metrics)
+        secret = (
+            config.auth.jwt_secret.get_secret_value()
+            if config.auth.jwt_secret is not None
+            else load_or_create_secret(config.data_dir / "jwt.secret")
+        )
+        self.tokens = TokenIssuer(secret, config.auth.token_ttl_s)
+        self.similar = SimilarWafers(self.db)
+        self.classifier: WaferClassifier = classifier or UnclassifiedPipeline()
+        self._explainer: ShapExplainer | None = None
+
+    @property
+    def explainer(self) -> ShapExplainer | None:
+        """SHAP over wafer regions on the hub's copy of the engine (None without a bundle)."""
+        if self._explainer is None and self.config.engine.bundle is not None:
+            from waferscope.hub.explain import ShapExplainer
+
+            self._explainer = ShapExplainer(self.config.engine)
+        return self._explainer
+
+    def web_app(self) -> Litestar:
+        from waferscope.hub.web.app import create_app
+
+        return create_app(self)
+
+    def start_background(self, *, ingest: bool = True, services: bool = True) -> None:
+        """Start the ingest worker and (worker 0) the notifier and the rule runner."""
+        self.db.start_checkpointer()
+        if ingest and self.ingest is not None:
+            self.ingest.start()
+        if services and self.worker == 0:
+            self.notifier.start()
+            self.rules.start()
+
+    def stop(self) -> None:
+        if self.ingest is not None:
+            self.ingest.stop()
+        self.notifier.stop()
+        self.rules.stop()
+        self.db.dispose()
+
+    def ready(self) -> dict[str, bool]:
+        """What /readyz reports: database reachable and migrated, blobs usable, broker link."""
+        checks = {"database": self.db.ping()}
+        checks["schema"] = checks["database"] and migrate.is_current(self.db.engine)
+        try:
+            self.blobs.check()
+            checks["blobs"] = True
+        except Exception:  # readiness: any failure means "not ready"
+            checks["blobs"] = False
+        if self.ingest is not None:
+            checks["mqtt"] = self.ingest.connected.is_set()
+        return checks

@@ -1,0 +1,446 @@
+"""The hub's configuration: one typed model, every field documented, unknown keys refused.
+
+A configuration file is TOML (``hub.toml``) or YAML (``hub.yaml``); both map onto
+:class:`HubConfig`. Every field has a default, so three lines are enough::
+
+    data_dir = "/var/lib/waferscope-hub"
+    [mqtt]
+    host = "broker.fab3.example"
+
+Environment variables override the file at load time (see :mod:`waferscope.hub.config_loader`):
+``WAFERSCOPE_HUB__DATABASE__URL=postgresql://...`` sets ``database.url``. The reference in
+``docs/hub-config.md`` is generated from this module (``waferscope hub config-reference``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from waferscope.protocols.errors import TopicError
+from waferscope.protocols.topics import validate_id
+
+DEFAULT_SHARED_GROUP = "waferscope-hub"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- storage
+class DatabaseConfig(Section):
+    """Where the hub keeps its records (SQLAlchemy URL; migrations run with Alembic)."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy database URL, e.g. 'postgresql+psycopg://hub@db/waferscope' "
+        "('postgresql://' means the same). Empty: a SQLite file <data_dir>/hub.sqlite.",
+    )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Bring the schema up to date when the hub starts (else: "
+        "'waferscope hub migrate' must have run).",
+    )
+    pool_size: int = Field(default=5, ge=1, le=200, description="Connections kept (PostgreSQL).")
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = Field(
+        default="NORMAL",
+        description="SQLite 'synchronous' pragma in WAL mode: NORMAL survives a process crash "
+        "(the hub's SIGKILL test), FULL also a power cut at some cost in speed.",
+    )
+    busy_timeout_s: float = Field(
+        default=30, gt=0, le=600, description="How long a writer waits for a locked database."
+    )
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging).")
+
+
+class S3Config(Section):
+    """S3-compatible object storage (AWS S3, MinIO, Ceph RGW, ...)."""
+
+    bucket: str = Field(default="waferscope", description="Bucket name (created if missing).")
+    prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. 'hub1/'.")
+    endpoint_url: str | None = Field(
+        default=None, description="Endpoint of a non-AWS service, e.g. 'http://minio:9000'."
+    )
+    region: str | None = Field(default=None, description="Region name, if the service wants one.")
+    access_key_id: str | None = Field(
+        default=None, description="Access key. Empty: the usual AWS sources (env, profile, role)."
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="Secret key.")
+    verify_tls: bool = Field(default=True, description="Check the endpoint's TLS certificate.")
+
+
+class BlobConfig(Section):
+    """Where wafer maps, heatmaps and engine bundles go (content-addressed blobs)."""
+
+    backend: Literal["directory", "s3"] = Field(
+        default="directory", description="'directory' (files on disk) or 's3'."
+    )
+    path: Path | None = Field(default=None, description="Blob folder. Empty: <data_dir>/blobs.")
+    fsync: bool = Field(
+        default=False,
+        description="fsync each blob file before the database row that names it commits "
+        "(survives power cuts; costs write speed).",
+    )
+    s3: S3Config = Field(default=S3Config())
+
+
+# --------------------------------------------------------------------------- MQTT
+class MqttTlsConfig(Section):
+    enabled: bool = Field(default=False, description="Connect to the broker with TLS.")
+    ca_file: Path | None = Field(default=None, description="CA bundle; empty: the system's.")
+    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
+    insecure: bool = Field(
+        default=False, description="Skip host-name checking (test set-ups only)."
+    )
+
+
+class MqttConfig(Section):
+    """The hub's subscription to every edge (paho-mqtt 2, MQTT v5, QoS 1, persistent session)."""
+
+    enabled: bool = Field(default=True, description="Ingest from the broker.")
+    host: str = Field(default="localhost", description="Broker host name or address.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker port (8883: TLS).")
+    client_id: str = Field(
+        default="waferscope-hub",
+        description="MQTT client id of ingest worker 0; worker i uses '<client_id>-<i>'. Keep it "
+        "stable: the broker keeps the persistent session (and queued results) under this id.",
+    )
+    username: str | None = Field(default=None, description="User name, if the broker wants one.")
+    password: SecretStr | None = Field(default=None, description="Password (or password_file).")
+    password_file: Path | None = Field(default=None, description="File holding the password.")
+    shared_group: str | None = Field(
+        default=None,
+        description="MQTT v5 shared-subscription group for results, alerts, births and acks, so "
+        "several ingest workers split the stream. Empty: plain subscriptions with one ingest "
+        "worker, the group 'waferscope-hub' with several. Note: Mosquitto 2.0 does not restore "
+        "shared subscriptions when it restarts (see docs/hub.md); plain subscriptions survive it.",
+    )
+    tls: MqttTlsConfig = Field(default=MqttTlsConfig())
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive interval.")
+    session_expiry_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        description="How long the broker keeps the hub's session (and queues messages for it) "
+        "while the hub is down.",
+    )
+    receive_maximum: int = Field(
+        default=2000,
+        ge=1,
+        le=65535,
+        description="Unacknowledged QoS 1 messages the broker may send at once. The hub "
+        "acknowledges a message only after it is committed, so this bounds a batch; the broker "
+        "must allow it too (Mosquitto: max_inflight_messages).",
+    )
+    reconnect_min_s: float = Field(default=0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(default=30, gt=0, description="Longest reconnect delay.")
+
+    @field_validator("shared_group")
+    @classmethod
+    def _group_id(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                validate_id(value, "subscription group")
+            except TopicError as exc:
+                raise ValueError(str(exc)) from None
+        return value or None
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must not be below reconnect_min_s")
+        return self
+
+
+class IngestConfig(Section):
+    """How received messages become database rows."""
+
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Ingest workers 'hub run' starts (worker 0 in the hub process, the others as "
+        "'waferscope hub ingest' processes). They share the broker's stream through the "
+        "shared subscription.",
+    )
+    batch_max: int = Field(
+        default=500, ge=1, le=10_000, description="Most messages committed in one transaction."
+    )
+    batch_wait_ms: float = Field(
+        default=20,
+        ge=0,
+        le=5000,
+        description="How long the writer waits for more messages before committing a batch.",
+    )
+    store_embeddings: bool = Field(
+        default=True, description="Keep each result's embedding (for similar-wafer search)."
+    )
+    commit_log: Path | None = Field(
+        default=None,
+        description="Append '<result_id> <unix time>' for every result as its transaction "
+        "commits (for latency measurements, see benchmarks/README.md). Empty: off.",
+    )
+    dead_letter_max_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Bytes of a malformed payload kept in the dead-letter table.",
+    )
+
+
+# --------------------------------------------------------------------------- review
+class ReviewConfig(Section):
+    """Which results enter the expert review queue, and with what priority."""
+
+    threshold: float = Field(
+        default=0.6, ge=0, le=1, description="Results below this confidence enter the queue."
+    )
+    include_edge_flagged: bool = Field(
+        default=True, description="Results the edge flagged for review enter the queue."
+    )
+    sample_rate: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Share of confident results queued as an audit sample (drift measurement). "
+        "The choice is a hash of the result id, so a redelivered result is chosen the same way.",
+    )
+    page_size: int = Field(default=50, ge=5, le=500, description="Rows per page in the UI lists.")
+
+
+# --------------------------------------------------------------------------- web
+class HttpTlsConfig(Section):
+    cert_file: Path | None = Field(default=None, description="Server certificate (PEM).")
+    key_file: Path | None = Field(default=None, description="Server key (PEM).")
+    ca_file: Path | None = Field(default=None, description="CA for client certificates.")
+
+
+class HttpConfig(Section):
+    """The reviewers' UI, the REST API, /metrics, /healthz and /readyz."""
+
+    enabled: bool = Field(default=True, description="Serve HTTP.")
+    host: str = Field(default="127.0.0.1", description="Address ('0.0.0.0': every one).")
+    port: int = Field(default=8400, ge=0, le=65535, description="Port (0: any free port).")
+    tls: HttpTlsConfig = Field(default=HttpTlsConfig())
+    max_upload_bytes: int = Field(
+        default=256 * 1024 * 1024, gt=0, description="Largest wafer file a reviewer may upload."
+    )
+
+
+class AuthConfig(Section):
+    """Local users, passwords (argon2id) and JWT bearer tokens."""
+
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that signs tokens (32+ characters). Empty: a random key kept in "
+        "<data_dir>/jwt.secret (every hub process of one installation must share it).",
+    )
+    token_ttl_s: int = Field(
+        default=8 * 3600, ge=60, description="Lifetime of a login session or API token."
+    )
+    secure_cookies: bool = Field(
+        default=False, description="Mark the session cookie 'Secure' (set it behind HTTPS)."
+    )
+
+
+# --------------------------------------------------------------------------- alerts
+Severity = Literal["info", "warning", "error", "critical"]
+
+
+class LotRuleConfig(Section):
+    """The same pattern on several testers of one lot."""
+
+    enabled: bool = Field(default=True, description="Evaluate this rule.")
+    min_testers: int = Field(default=2, ge=2, description="Distinct testers that must see it.")
+    window_s: int = Field(default=24 * 3600, ge=60, description="Look back this far.")
+    min_confidence: float = Field(
+        default=0.6, ge=0, le=1, description="Count only results at least this confident."
+    )
+    severity: Severity = Field(default="error", description="Severity of the alert.")
+
+
+class RateRuleConfig(Section):
+    """A pattern's share of recent wafers rising over its baseline."""
+
+    enabled: bool = Field(default=True, description="Evaluate this rule.")
+    window_s: int = Field(default=3600, ge=60, description="The recent window.")
+    baseline_s: int = Field(
+        default=7 * 24 * 3600, ge=3600, description="The baseline period before the window."
+    )
+    factor: float = Field(
+        default=2.0, gt=1, description="Alert when the recent share exceeds baseline × factor."
+    )
+    min_count: int = Field(
+        default=10, ge=1, description="...and at least this many recent wafers show the pattern."
+    )
+    min_baseline_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Floor for the baseline share (a pattern never seen before is compared "
+        "against this).",
+    )
+    severity: Severity = Field(default="warning", description="Severity of the alert.")
+
+
+class AlertRulesConfig(Section):
+    """Hub-side alert rules across testers (edge alerts are stored as they come)."""
+
+    evaluate_every_s: float = Field(
+        default=30, gt=0, description="How often the rules run over recent results."
+    )
+    ignore_patterns: list[str] = Field(
+        default_factory=lambda: ["none"], description="Patterns no rule alerts on."
+    )
+    same_pattern_in_lot: LotRuleConfig = Field(default=LotRuleConfig())
+    pattern_rate: RateRuleConfig = Field(default=RateRuleConfig())
+
+
+class WebhookConfig(Section):
+    name: str = Field(description="Channel name, shown in delivery records.")
+    url: str = Field(description="Receiver URL (POST, JSON body: the Alert's canonical JSON).")
+    secret: SecretStr | None = Field(
+        default=None,
+        description="Shared secret: the body is signed with HMAC-SHA256 in the "
+        "'X-Waferscope-Signature: t=<unix>,v1=<hex>' header over '<t>.<body>'.",
+    )
+    min_severity: Severity = Field(default="info", description="Send alerts at least this severe.")
+    timeout_s: float = Field(default=10, gt=0, description="Request timeout.")
+
+
+class MesConfig(Section):
+    """A REST endpoint of the manufacturing execution system."""
+
+    enabled: bool = Field(default=False, description="Send alerts to the MES.")
+    url: str = Field(default="", description="Endpoint URL.")
+    method: Literal["POST", "PUT"] = Field(default="POST", description="HTTP method.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers (e.g. an API key)."
+    )
+    payload: dict[str, str] = Field(
+        default_factory=lambda: {
+            "eventType": "WAFER_PATTERN_ALERT",
+            "eventId": "{alert_id}",
+            "lot": "{lot_id}",
+            "wafer": "{wafer_id}",
+            "equipment": "{tester_id}",
+            "pattern": "{pattern}",
+            "severity": "{severity}",
+            "text": "{title}",
+        },
+        description="Body fields: each value is a template with {field} placeholders from the "
+        "alert (alert_id, device_id, rule_id, rule_kind, severity, title, message, pattern, "
+        "tester_id, lot_id, wafer_id, raised_time, dedup_key).",
+    )
+    min_severity: Severity = Field(default="warning", description="Send alerts this severe.")
+    timeout_s: float = Field(default=10, gt=0, description="Request timeout.")
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> MesConfig:
+        if self.enabled and not self.url:
+            raise ValueError("url is required when the MES channel is enabled")
+        return self
+
+
+class NotifyConfig(Section):
+    """Where alerts are forwarded; every attempt is recorded as a delivery."""
+
+    webhooks: list[WebhookConfig] = Field(default_factory=list, description="Webhook receivers.")
+    mes: MesConfig = Field(default=MesConfig())
+    max_attempts: int = Field(default=8, ge=1, le=100, description="Tries before giving up.")
+    backoff_initial_s: float = Field(default=1.0, gt=0, description="First retry delay.")
+    backoff_max_s: float = Field(default=300, gt=0, description="Longest retry delay.")
+    poll_interval_s: float = Field(default=1.0, gt=0, description="How often deliveries run.")
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique_names(cls, hooks: list[WebhookConfig]) -> list[WebhookConfig]:
+        names = [h.name for h in hooks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes or "mes" in names:
+            raise ValueError(f"webhook names must be unique and not 'mes': {dupes or ['mes']}")
+        return hooks
+
+
+# --------------------------------------------------------------------------- engine
+class EngineConfig(Section):
+    """The hub's copy of the current engine (SHAP attributions, uploads)."""
+
+    bundle: Path | None = Field(
+        default=None,
+        description="Engine bundle folder. Empty: SHAP and upload classification are unavailable.",
+    )
+    shap_grid: int = Field(
+        default=8, ge=2, le=16, description="SHAP regions: the wafer is cut into grid × grid."
+    )
+    shap_samples: int = Field(
+        default=256, ge=32, le=4096, description="Model evaluations per SHAP explanation."
+    )
+    threads: int = Field(default=1, ge=0, le=64, description="onnxruntime threads (0: auto).")
+
+
+# --------------------------------------------------------------------------- root
+class HubConfig(Section):
+    """Configuration of the hub (every process of one installation reads the same file)."""
+
+    data_dir: Path = Field(
+        default=Path("waferscope-hub-data"),
+        description="Folder for the SQLite database, blobs and the JWT key (relative paths are "
+        "taken from the config file's folder).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Logging threshold."
+    )
+    database: DatabaseConfig = Field(default=DatabaseConfig())
+    blobs: BlobConfig = Field(default=BlobConfig())
+    mqtt: MqttConfig = Field(default=MqttConfig())
+    ingest: IngestConfig = Field(default=IngestConfig())
+    review: ReviewConfig = Field(default=ReviewConfig())
+    http: HttpConfig = Field(default=HttpConfig())
+    auth: AuthConfig = Field(default=AuthConfig())
+    alerts: AlertRulesConfig = Field(default=AlertRulesConfig())
+    notify: NotifyConfig = Field(default=NotifyConfig())
+    engine: EngineConfig = Field(default=EngineConfig())
+
+    # ------------------------------------------------------------------ derived
+    def resolve(self, base: Path) -> HubConfig:
+        """A copy whose relative paths are taken from ``base`` (the config file's folder)."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else base / p)
+
+        cfg = self.model_copy(deep=True)
+        cfg.data_dir = fix(cfg.data_dir) or cfg.data_dir
+        cfg.blobs.path = fix(cfg.blobs.path)
+        cfg.mqtt.password_file = fix(cfg.mqtt.password_file)
+        for tls in (cfg.mqtt.tls, cfg.http.tls):
+            tls.ca_file = fix(tls.ca_file)
+            tls.cert_file = fix(tls.cert_file)
+            tls.key_file = fix(tls.key_file)
+        cfg.engine.bundle = fix(cfg.engine.bundle)
+        cfg.ingest.commit_log = fix(cfg.ingest.commit_log)
+        return cfg
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL in use (a SQLite file under data_dir unless one is given)."""
+        url = self.database.url
+        if not url:
+            return f"sqlite:///{self.data_dir / 'hub.sqlite'}"
+        if url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+    @property
+    def subscription_group(self) -> str | None:
+        """The shared-subscription group in use (None: plain subscriptions)."""
+        if self.mqtt.shared_group:
+            return self.mqtt.shared_group
+        return DEFAULT_SHARED_GROUP if self.ingest.workers > 1 else None
+
+    @property
+    def blob_path(self) -> Path:
+        return self.blobs.path or self.data_dir / "blobs"

@@ -1,0 +1,504 @@
+"""The REST API (``/api/v1``): JSON for scripts, MES tools and the UI's own fetches.
+
+Authentication: ``POST /api/v1/auth/token`` with a user's name and password returns a JWT to send
+as ``Authorization: Bearer <token>``. Every route names the permission it needs (see ``auth.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+from litestar import Response, get, patch, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+)
+from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody
+
+from waferscope.hub import auth
+from waferscope.hub.auth import AuthError
+from waferscope.hub.db.schema import DeadLetter
+from waferscope.hub.export import export_labels
+from waferscope.hub.store import alerts as alert_store
+from waferscope.hub.store import queries, review, users
+from waferscope.hub.store.audit import audit, recent_audit
+from waferscope.hub.upload import UploadError, parse_upload, store_upload
+from waferscope.hub.web.security import require
+from waferscope.hub.web.views import (
+    AnyRequest,
+    alert_json,
+    client_addr,
+    cursor,
+    delivery_json,
+    detail_json,
+    device_json,
+    hub_of,
+    load_detail,
+    result_filter,
+    result_summary,
+)
+from waferscope.protocols.errors import WaferscopeError
+
+V1 = "/api/v1"
+
+
+def _perm(name: str) -> dict[str, Any]:
+    return {"permission": name}
+
+
+class UnprocessableError(HTTPException):
+    status_code = 422
+
+
+# --------------------------------------------------------------------------- auth
+@dataclass
+class TokenRequest:
+    username: str
+    password: str
+
+
+@post(f"{V1}/auth/token", opt={"public": True}, sync_to_thread=True, status_code=200)
+def issue_token(request: AnyRequest, data: JSONBody[TokenRequest]) -> dict[str, Any]:
+    """Exchange a user name and password for a bearer token."""
+    hub = hub_of(request)
+    with hub.db.session(write=True) as s:
+        user = users.authenticate(s, data.username, data.password, remote_addr=client_addr(request))
+        role = user.role if user else None
+    if role is None:
+        raise NotAuthorizedException("wrong user name or password")
+    return {
+        "access_token": hub.tokens.issue(data.username, role),
+        "token_type": "bearer",
+        "expires_in": hub.tokens.ttl_s,
+        "role": role,
+    }
+
+
+@get(f"{V1}/me", opt=_perm(auth.VIEW))
+async def me(request: AnyRequest) -> dict[str, Any]:
+    """Who the token belongs to, and what the role may do."""
+    who = require(request)
+    return {
+        "username": who.username,
+        "role": who.role,
+        "permissions": sorted(auth.ROLE_PERMISSIONS[who.role]),
+    }
+
+
+# --------------------------------------------------------------------------- results
+@get(f"{V1}/results", opt=_perm(auth.VIEW), sync_to_thread=True)
+def list_results(
+    request: AnyRequest,
+    tester: FromQuery[str | None] = None,
+    lot: FromQuery[str | None] = None,
+    pattern: FromQuery[str | None] = None,
+    model_version: FromQuery[str | None] = None,
+    device: FromQuery[str | None] = None,
+    date_from: FromQuery[str | None] = None,
+    date_to: FromQuery[str | None] = None,
+    before: FromQuery[str | None] = None,
+    limit: FromQuery[int] = 50,
+) -> dict[str, Any]:
+    """Results, newest first, filtered; page on with ``before`` = the ``next`` of a page."""
+    flt = result_filter(
+        {
+            "tester": tester,
+            "lot": lot,
+            "pattern": pattern,
+            "model_version": model_version,
+            "device": device,
+            "date_from": date_from,
+            "date_to": date_to,
+        }
+    )
+    with hub_of(request).db.session() as s:
+        page = queries.list_results(s, flt, limit=max(1, min(limit, 500)), before=cursor(before))
+    return {
+        "results": [result_summary(r, page.labels.get(r.wafer_ref)) for r in page.rows],
+        "next": page.next.token() if page.next else None,
+    }
+
+
+@get(f"{V1}/results/{{result_id:str}}", opt=_perm(auth.VIEW), sync_to_thread=True)
+def get_result(request: AnyRequest, result_id: FromPath[str]) -> dict[str, Any]:
+    """One result with its wafer, heatmap, quality findings, queue state, label and reviews."""
+    return detail_json(load_detail(hub_of(request), result_id))
+
+
+@get(f"{V1}/results/{{result_id:str}}/similar", opt=_perm(auth.VIEW), sync_to_thread=True)
+def similar(request: AnyRequest, result_id: FromPath[str], k: FromQuery[int] = 8) -> dict[str, Any]:
+    """The nearest past wafers by embedding distance (same model version)."""
+    hub = hub_of(request)
+    found = hub.similar.query(result_id, k=max(1, min(k, 50)))
+    return {"neighbours": [{"result_id": n.result_id, "distance": n.distance} for n in found]}
+
+
+@post(
+    f"{V1}/results/{{result_id:str}}/shap",
+    opt=_perm(auth.EXPLAIN),
+    sync_to_thread=True,
+    status_code=200,
+)
+def shap_values(
+    request: AnyRequest, result_id: FromPath[str], target: FromQuery[str | None] = None
+) -> dict[str, Any]:
+    """SHAP attribution of the pattern over wafer regions, on the hub's engine."""
+    hub = hub_of(request)
+    explainer = hub.explainer
+    if explainer is None:
+        raise ClientException("no engine bundle is configured on the hub (engine.bundle)")
+    from waferscope.hub.web.ui_support import load_map
+
+    compact = load_map(hub, result_id)
+    attribution = explainer.explain(compact, target=target)
+    return {
+        "target": attribution.target,
+        "model_version": attribution.model_version,
+        "grid": attribution.grid,
+        "values": attribution.values.round(6).tolist(),
+        "base_value": attribution.base_value,
+        "probability": attribution.probability,
+        "samples": attribution.samples,
+        "top_regions": [{"row": r, "col": c, "value": v} for r, c, v in attribution.top_regions()],
+    }
+
+
+# --------------------------------------------------------------------------- review
+@get(f"{V1}/queue", opt=_perm(auth.VIEW), sync_to_thread=True)
+def get_queue(
+    request: AnyRequest, limit: FromQuery[int] = 50, offset: FromQuery[int] = 0
+) -> dict[str, Any]:
+    """Open review items, most urgent first."""
+    with hub_of(request).db.session() as s:
+        rows = queries.list_queue(s, limit=max(1, min(limit, 500)), offset=max(offset, 0))
+        counts = queries.queue_counts(s)
+    return {
+        "counts": counts,
+        "items": [
+            {
+                **result_summary(q.result),
+                "priority": round(q.item.priority, 4),
+                "reason": q.item.reason,
+            }
+            for q in rows
+        ],
+    }
+
+
+@dataclass
+class ReviewRequest:
+    pattern: str
+    root_cause: str = ""
+    comment: str = ""
+
+
+@post(f"{V1}/results/{{result_id:str}}/review", opt=_perm(auth.REVIEW), sync_to_thread=True)
+def post_review(
+    request: AnyRequest, result_id: FromPath[str], data: JSONBody[ReviewRequest]
+) -> dict[str, Any]:
+    """Confirm or correct the pattern and root cause; the label becomes ground truth."""
+    who = require(request)
+    hub = hub_of(request)
+    try:
+        with hub.db.session(write=True) as s:
+            out = review.submit_review(
+                s,
+                result_id,
+                reviewer=who.username,
+                pattern=data.pattern,
+                root_cause=data.root_cause,
+                comment=data.comment,
+                remote_addr=client_addr(request),
+            )
+            nxt = queries.next_in_queue(s, exclude=result_id)
+    except review.ReviewError as exc:
+        raise ClientException(str(exc)) from None
+    return {"review_id": out.review_id, "action": out.action, "changed": out.changed, "next": nxt}
+
+
+@post(
+    f"{V1}/results/{{result_id:str}}/skip",
+    opt=_perm(auth.REVIEW),
+    sync_to_thread=True,
+    status_code=200,
+)
+def post_skip(request: AnyRequest, result_id: FromPath[str]) -> dict[str, Any]:
+    """Take a result out of the open queue without labelling it."""
+    who = require(request)
+    with hub_of(request).db.session(write=True) as s:
+        done = review.skip(s, result_id, reviewer=who.username)
+    return {"skipped": done}
+
+
+# --------------------------------------------------------------------------- alerts
+@get(f"{V1}/alerts", opt=_perm(auth.VIEW), sync_to_thread=True)
+def get_alerts(
+    request: AnyRequest,
+    acknowledged: FromQuery[bool | None] = None,
+    severity: FromQuery[str | None] = None,
+    limit: FromQuery[int] = 100,
+    offset: FromQuery[int] = 0,
+) -> dict[str, Any]:
+    """Alerts from edges and hub rules, newest first."""
+    with hub_of(request).db.session() as s:
+        rows = alert_store.list_alerts(
+            s,
+            acknowledged=acknowledged,
+            severity=severity,
+            limit=max(1, min(limit, 1000)),
+            offset=max(offset, 0),
+        )
+    return {"alerts": [alert_json(a) for a in rows]}
+
+
+@post(
+    f"{V1}/alerts/{{alert_id:str}}/ack",
+    opt=_perm(auth.ACK_ALERTS),
+    sync_to_thread=True,
+    status_code=200,
+)
+def ack_alert(request: AnyRequest, alert_id: FromPath[str]) -> dict[str, Any]:
+    """Acknowledge an alert."""
+    who = require(request)
+    with hub_of(request).db.session(write=True) as s:
+        done = alert_store.acknowledge(
+            s, alert_id, user=who.username, remote_addr=client_addr(request)
+        )
+    return {"acknowledged": done}
+
+
+@get(f"{V1}/alerts/{{alert_id:str}}/deliveries", opt=_perm(auth.VIEW), sync_to_thread=True)
+def alert_deliveries(request: AnyRequest, alert_id: FromPath[str]) -> dict[str, Any]:
+    """Where an alert was sent, and how that went."""
+    with hub_of(request).db.session() as s:
+        rows = alert_store.deliveries_of(s, alert_id)
+    return {"deliveries": [delivery_json(d) for d in rows]}
+
+
+@get(f"{V1}/devices", opt=_perm(auth.VIEW), sync_to_thread=True)
+def get_devices(request: AnyRequest) -> dict[str, Any]:
+    """Every edge: online/offline, last seen, model version, outbox depth."""
+    with hub_of(request).db.session() as s:
+        return {"devices": [device_json(d) for d in queries.devices(s)]}
+
+
+# --------------------------------------------------------------------------- upload / export
+@post(f"{V1}/uploads", opt=_perm(auth.UPLOAD), sync_to_thread=True)
+def upload(
+    request: AnyRequest,
+    data: MultipartBody[UploadFile],
+) -> dict[str, Any]:
+    """Upload a tester file (any format protocols reads); its wafers enter the review queue."""
+    who = require(request)
+    hub = hub_of(request)
+    content = data.file.read()
+    name = data.filename or "upload"
+    try:
+        parsed = parse_upload(content, name, hub.classifier)
+    except (UploadError, WaferscopeError) as exc:
+        raise UnprocessableError(detail=str(exc)) from None
+    ids = store_upload(
+        hub.db,
+        hub.blobs,
+        hub.selector,
+        parsed,
+        content,
+        name=name,
+        actor=who.username,
+        remote_addr=client_addr(request),
+    )
+    return {"result_ids": ids, "wafers": len(ids), "sha256": parsed.digest}
+
+
+@get(f"{V1}/labels/export", opt=_perm(auth.EXPORT), sync_to_thread=True)
+def export(request: AnyRequest) -> Response[bytes]:
+    """Every labelled wafer as a WM-811K-layout .npz (see docs/hub.md)."""
+    import io
+
+    who = require(request)
+    hub = hub_of(request)
+    buffer = io.BytesIO()
+    summary = export_labels(hub.db, hub.blobs, buffer)
+    with hub.db.session(write=True) as s:
+        audit(
+            s,
+            who.username,
+            "export.labels",
+            "api",
+            {"wafers": summary.wafers, "classes": summary.class_counts},
+            remote_addr=client_addr(request),
+        )
+    return Response(
+        buffer.getvalue(),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": 'attachment; filename="waferscope-labels.npz"'},
+    )
+
+
+# --------------------------------------------------------------------------- admin
+@get(f"{V1}/audit", opt=_perm(auth.AUDIT), sync_to_thread=True)
+def get_audit(
+    request: AnyRequest, action: FromQuery[str | None] = None, limit: FromQuery[int] = 100
+) -> dict[str, Any]:
+    """The audit log, newest first."""
+    with hub_of(request).db.session() as s:
+        rows = recent_audit(s, limit=max(1, min(limit, 1000)), action=action)
+    return {
+        "entries": [
+            {
+                "at": e.at.isoformat() + "Z",
+                "actor": e.actor,
+                "action": e.action,
+                "target": e.target,
+                "detail": e.detail,
+                "remote_addr": e.remote_addr,
+            }
+            for e in rows
+        ]
+    }
+
+
+@get(f"{V1}/dead-letters", opt=_perm(auth.DEAD_LETTERS), sync_to_thread=True)
+def get_dead_letters(request: AnyRequest, limit: FromQuery[int] = 100) -> dict[str, Any]:
+    """Messages the ingest could not use."""
+    from sqlalchemy import select
+
+    with hub_of(request).db.session() as s:
+        rows = s.scalars(
+            select(DeadLetter).order_by(DeadLetter.id.desc()).limit(max(1, min(limit, 1000)))
+        ).all()
+        return {
+            "dead_letters": [
+                {
+                    "id": d.id,
+                    "received_at": d.received_at.isoformat() + "Z",
+                    "topic": d.topic,
+                    "device_id": d.device_id,
+                    "error": d.error,
+                    "payload_size": d.payload_size,
+                    "payload_head": d.payload[:200].decode("utf-8", "replace"),
+                }
+                for d in rows
+            ]
+        }
+
+
+@dataclass
+class NewUser:
+    username: str
+    password: str
+    role: str
+
+
+@dataclass
+class UserChange:
+    role: str | None = None
+    active: bool | None = None
+    password: str | None = None
+
+
+def _user_rows(request: AnyRequest) -> dict[str, Any]:
+    with hub_of(request).db.session() as s:
+        return {
+            "users": [
+                {
+                    "username": u.username,
+                    "role": u.role,
+                    "active": u.active,
+                    "last_login": u.last_login.isoformat() + "Z" if u.last_login else None,
+                }
+                for u in users.list_users(s)
+            ]
+        }
+
+
+# async with the work in a thread: see the note on forms.users_page
+@get(f"{V1}/users", opt=_perm(auth.USERS))
+async def get_users(request: AnyRequest) -> dict[str, Any]:
+    """Local users."""
+    return await to_thread.run_sync(_user_rows, request)
+
+
+@post(f"{V1}/users", opt=_perm(auth.USERS), sync_to_thread=True)
+def add_user(request: AnyRequest, data: JSONBody[NewUser]) -> dict[str, Any]:
+    """Create a user."""
+    who = require(request)
+    try:
+        with hub_of(request).db.session(write=True) as s:
+            users.add_user(s, data.username, data.password, data.role, actor=who.username)
+    except AuthError as exc:
+        raise ClientException(str(exc)) from None
+    return {"username": data.username, "role": data.role}
+
+
+@patch(f"{V1}/users/{{username:str}}", opt=_perm(auth.USERS), sync_to_thread=True)
+def change_user(
+    request: AnyRequest, username: FromPath[str], data: JSONBody[UserChange]
+) -> dict[str, Any]:
+    """Change a user's role, password or whether the account is active."""
+    who = require(request)
+    try:
+        with hub_of(request).db.session(write=True) as s:
+            if users.get_user(s, username) is None:
+                raise NotFoundException(f"no user {username!r}")
+            if data.role is not None:
+                users.set_role(s, username, data.role, actor=who.username)
+            if data.active is not None:
+                users.set_active(s, username, data.active, actor=who.username)
+            if data.password is not None:
+                users.set_password(s, username, data.password, actor=who.username)
+    except AuthError as exc:
+        raise ClientException(str(exc)) from None
+    return {"username": username}
+
+
+@get(f"{V1}/models", opt=_perm(auth.VIEW), sync_to_thread=True)
+def get_models(request: AnyRequest) -> dict[str, Any]:
+    """Engine bundles in the model registry."""
+    from waferscope.hub.registry import list_models
+
+    with hub_of(request).db.session() as s:
+        return {
+            "models": [
+                {
+                    "model_version": m.model_version,
+                    "sha256": m.sha256,
+                    "size_bytes": m.size_bytes,
+                    "state": m.state,
+                    "registered_by": m.registered_by,
+                    "created_at": m.created_at.isoformat() + "Z",
+                    "pattern_classes": (m.manifest or {}).get("patternClasses", []),
+                }
+                for m in list_models(s)
+            ]
+        }
+
+
+ROUTES = [
+    issue_token,
+    me,
+    list_results,
+    get_result,
+    similar,
+    shap_values,
+    get_queue,
+    post_review,
+    post_skip,
+    get_alerts,
+    ack_alert,
+    alert_deliveries,
+    get_devices,
+    upload,
+    export,
+    get_audit,
+    get_dead_letters,
+    get_users,
+    add_user,
+    change_user,
+    get_models,
+]

@@ -1,0 +1,222 @@
+"""The UI's form posts: log in and out, review, skip, acknowledge, upload, manage users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+from litestar import get, post
+from litestar.datastructures import Cookie, UploadFile
+from litestar.params import FromPath, FromQuery, MultipartBody, URLEncodedBody
+from litestar.response import Redirect, Template
+
+from waferscope.hub import auth
+from waferscope.hub.auth import AuthError
+from waferscope.hub.store import alerts as alert_store
+from waferscope.hub.store import queries, review, users
+from waferscope.hub.upload import UploadError, parse_upload, store_upload
+from waferscope.hub.web.security import COOKIE, require
+from waferscope.hub.web.ui import page
+from waferscope.hub.web.views import AnyRequest, client_addr, hub_of
+from waferscope.protocols.errors import WaferscopeError
+
+
+def _perm(name: str) -> dict[str, Any]:
+    return {"permission": name}
+
+
+def _local(path: str | None, default: str = "/ui/queue") -> str:
+    """Only redirect to paths on this site (no open redirect)."""
+    if path and path.startswith("/") and not path.startswith("//") and "\\" not in path:
+        return path
+    return default
+
+
+# --------------------------------------------------------------------------- login
+@get("/login", opt={"public": True})
+async def login_page(request: AnyRequest, next: FromQuery[str | None] = None) -> Template:
+    return Template(template_name="login.html.j2", context={"next": _local(next), "error": None})
+
+
+@dataclass
+class LoginForm:
+    username: str = ""
+    password: str = ""
+    next: str = "/ui/queue"
+
+
+@post("/login", opt={"public": True}, sync_to_thread=True)
+def login(request: AnyRequest, data: URLEncodedBody[LoginForm]) -> Template | Redirect:
+    hub = hub_of(request)
+    with hub.db.session(write=True) as s:
+        user = users.authenticate(
+            s, data.username.strip(), data.password, remote_addr=client_addr(request)
+        )
+        role = user.role if user else None
+    if role is None:
+        return Template(
+            template_name="login.html.j2",
+            context={"next": _local(data.next), "error": "Wrong user name or password."},
+            status_code=401,
+        )
+    token = hub.tokens.issue(data.username.strip(), role)
+    return Redirect(
+        path=_local(data.next),
+        status_code=303,
+        cookies=[
+            Cookie(
+                key=COOKIE,
+                value=token,
+                httponly=True,
+                samesite="strict",
+                secure=hub.config.auth.secure_cookies,
+                max_age=hub.tokens.ttl_s,
+                path="/",
+            )
+        ],
+    )
+
+
+@post("/logout", opt=_perm(auth.VIEW))
+async def logout(request: AnyRequest) -> Redirect:
+    return Redirect(
+        path="/login", status_code=303, cookies=[Cookie(key=COOKIE, value="", max_age=0, path="/")]
+    )
+
+
+# --------------------------------------------------------------------------- review
+@dataclass
+class ReviewForm:
+    pattern: str = ""
+    root_cause: str = ""
+    comment: str = ""
+
+
+@post("/ui/wafers/{result_id:str}/review", opt=_perm(auth.REVIEW), sync_to_thread=True)
+def review_form(
+    request: AnyRequest, result_id: FromPath[str], data: URLEncodedBody[ReviewForm]
+) -> Redirect:
+    who = require(request)
+    hub = hub_of(request)
+    try:
+        with hub.db.session(write=True) as s:
+            review.submit_review(
+                s,
+                result_id,
+                reviewer=who.username,
+                pattern=data.pattern,
+                root_cause=data.root_cause,
+                comment=data.comment,
+                remote_addr=client_addr(request),
+            )
+            nxt = queries.next_in_queue(s, exclude=result_id)
+    except review.ReviewError:
+        return Redirect(path=f"/ui/wafers/{result_id}?error=pattern", status_code=303)
+    return Redirect(path=f"/ui/wafers/{nxt}" if nxt else "/ui/queue", status_code=303)
+
+
+@post("/ui/wafers/{result_id:str}/skip", opt=_perm(auth.REVIEW), sync_to_thread=True)
+def skip_form(request: AnyRequest, result_id: FromPath[str]) -> Redirect:
+    who = require(request)
+    with hub_of(request).db.session(write=True) as s:
+        review.skip(s, result_id, reviewer=who.username)
+        nxt = queries.next_in_queue(s, exclude=result_id)
+    return Redirect(path=f"/ui/wafers/{nxt}" if nxt else "/ui/queue", status_code=303)
+
+
+@dataclass
+class BackForm:
+    back: str = "/ui/alerts"
+
+
+@post("/ui/alerts/{alert_id:str}/ack", opt=_perm(auth.ACK_ALERTS), sync_to_thread=True)
+def ack_form(
+    request: AnyRequest, alert_id: FromPath[str], data: URLEncodedBody[BackForm]
+) -> Redirect:
+    who = require(request)
+    with hub_of(request).db.session(write=True) as s:
+        alert_store.acknowledge(s, alert_id, user=who.username, remote_addr=client_addr(request))
+    return Redirect(path=_local(data.back, "/ui/alerts"), status_code=303)
+
+
+# --------------------------------------------------------------------------- upload
+@get("/ui/upload", opt=_perm(auth.UPLOAD))
+async def upload_page(request: AnyRequest) -> Template:
+    return page(request, "upload.html.j2", error=None, ids=None)
+
+
+@post("/ui/upload", opt=_perm(auth.UPLOAD), sync_to_thread=True)
+def upload_form(
+    request: AnyRequest, data: MultipartBody[dict[str, UploadFile]]
+) -> Template | Redirect:
+    who = require(request)
+    hub = hub_of(request)
+    file = data.get("file")
+    if file is None:
+        return page(request, "upload.html.j2", error="Choose a file first.", ids=None)
+    content = file.file.read()
+    name = file.filename or "upload"
+    try:
+        parsed = parse_upload(content, name, hub.classifier)
+    except (UploadError, WaferscopeError) as exc:
+        return page(request, "upload.html.j2", error=str(exc), ids=None)
+    ids = store_upload(
+        hub.db,
+        hub.blobs,
+        hub.selector,
+        parsed,
+        content,
+        name=name,
+        actor=who.username,
+        remote_addr=client_addr(request),
+    )
+    if len(ids) == 1:
+        return Redirect(path=f"/ui/wafers/{ids[0]}", status_code=303)
+    return page(request, "upload.html.j2", error=None, ids=ids, name=name)
+
+
+# --------------------------------------------------------------------------- users
+def _users(request: AnyRequest, error: str | None) -> Template:
+    with hub_of(request).db.session() as s:
+        rows = users.list_users(s)
+    return page(request, "users.html.j2", rows=rows, roles=auth.ROLES, error=error)
+
+
+# async with the work in a thread: litestar 2.25 wraps the second sync_to_thread handler of one
+# path twice (it then returns an un-awaited coroutine), so one handler per path stays async.
+@get("/ui/users", opt=_perm(auth.USERS))
+async def users_page(request: AnyRequest) -> Template:
+    return await to_thread.run_sync(_users, request, None)
+
+
+@dataclass
+class UserForm:
+    username: str = ""
+    password: str = ""
+    role: str = "reviewer"
+
+
+@post("/ui/users", opt=_perm(auth.USERS), sync_to_thread=True)
+def users_form(request: AnyRequest, data: URLEncodedBody[UserForm]) -> Template | Redirect:
+    who = require(request)
+    try:
+        with hub_of(request).db.session(write=True) as s:
+            users.add_user(s, data.username.strip(), data.password, data.role, actor=who.username)
+    except AuthError as exc:
+        return _users(request, str(exc))
+    return Redirect(path="/ui/users", status_code=303)
+
+
+ROUTES = [
+    login_page,
+    login,
+    logout,
+    review_form,
+    skip_form,
+    ack_form,
+    upload_page,
+    upload_form,
+    users_page,
+    users_form,
+]
