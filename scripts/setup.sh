@@ -68,7 +68,7 @@ echo "setup: installing waferscope parts and tools into $VENV (first run takes a
 # (the grep drops pip's warnings about local mirror folders that lack a package)
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -c constraints.txt -r requirements-dev.txt \
-  -e ./protocols -e ./edge -e ./hub -e ./trainer \
+  -e ./protocols -e ./edge -e "./hub[s3]" -e ./trainer \
   2> >(grep -v "^WARNING: Location " >&2)
 echo "$digest" > "$stamp"
 echo "setup: done"
