@@ -22,7 +22,7 @@ from waferscope.hub.notify.worker import Notifier
 from waferscope.hub.review_policy import QueueSelector, UncertaintyFirst
 from waferscope.hub.rules import RuleRunner
 from waferscope.hub.similar import SimilarWafers
-from waferscope.hub.upload import UnclassifiedPipeline, WaferClassifier
+from waferscope.hub.upload import EngineClassifier, UnclassifiedPipeline, WaferClassifier
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -87,7 +87,11 @@ class Hub:
         )
         self.tokens = TokenIssuer(secret, config.auth.token_ttl_s)
         self.similar = SimilarWafers(self.db)
-        self.classifier: WaferClassifier = classifier or UnclassifiedPipeline()
+        self.classifier: WaferClassifier = classifier or (
+            EngineClassifier(config.engine, config.review)
+            if config.engine.bundle is not None
+            else UnclassifiedPipeline()
+        )
         self._explainer: ShapExplainer | None = None
 
     @property

@@ -367,11 +367,12 @@ class NotifyConfig(Section):
 
 # --------------------------------------------------------------------------- engine
 class EngineConfig(Section):
-    """The hub's copy of the current engine (SHAP attributions, uploads)."""
+    """The hub's copy of the current engine (classifying uploads, SHAP attributions)."""
 
     bundle: Path | None = Field(
         default=None,
-        description="Engine bundle folder. Empty: SHAP and upload classification are unavailable.",
+        description="Engine bundle folder (as an edge loads it). Empty: uploaded wafers are "
+        "stored unclassified and SHAP is unavailable.",
     )
     shap_grid: int = Field(
         default=8, ge=2, le=16, description="SHAP regions: the wafer is cut into grid × grid."

@@ -5,23 +5,25 @@ by content), each wafer is normalised to the canonical orientation and checked w
 ``protocols.quality``, and its map, counts and findings are stored as a result whose origin is
 ``upload`` and that enters the review queue.
 
-**Classification seam.** Running the same pipeline as an edge (engine + Grad-CAM) needs the
-inference core that lives in the edge package today, which the hub may not import. The hub
-therefore asks a :class:`WaferClassifier` — an interface with one method — to fill in the
-prediction. :class:`UnclassifiedPipeline`, the default, leaves the prediction empty (confidence 0,
-so the wafer is queued first for a human decision). When the shared inference core moves into
-protocols, an engine-backed classifier implements the same method and ``app.py`` wires it in.
+**Classification.** A :class:`WaferClassifier` — an interface with one method — fills in the
+prediction. :class:`EngineClassifier` runs the same pipeline as an edge (the shared inference core
+of ``protocols.inference``: encode, INT8 engine on onnxruntime, Grad-CAM, hot regions, routing)
+with the hub's copy of the engine (``engine.bundle``); without a bundle,
+:class:`UnclassifiedPipeline` leaves the prediction empty (confidence 0, so the wafer is queued
+first for a human decision).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from waferscope.hub.blobs import BlobStore
+from waferscope.hub.config import EngineConfig, ReviewConfig
 from waferscope.hub.db.engine import Database, utcnow
 from waferscope.hub.review_policy import UPLOAD as UPLOAD_REASON
 from waferscope.hub.review_policy import QueueSelector
@@ -63,6 +65,77 @@ class UnclassifiedPipeline:
         for result in results:
             result.review_required = True
             result.review_detail = "uploaded on the hub; no engine classified it"
+
+
+class EngineClassifier:
+    """Uploads classified like on an edge, with the hub's copy of the engine.
+
+    The model is loaded on first use (an ingest worker that never sees an upload never loads
+    it). A wafer the pipeline refuses keeps its unclassified result, with the reason.
+    """
+
+    def __init__(self, config: EngineConfig, review: ReviewConfig) -> None:
+        if config.bundle is None:
+            raise UploadError("EngineClassifier needs engine.bundle")
+        self.folder = config.bundle
+        self.threads = config.threads
+        self.review = review
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from waferscope.protocols.inference import load_model
+
+            self._model = load_model(self.folder, threads=self.threads, warmup_runs=1)
+        return self._model
+
+    def classify(self, wafers: Sequence[WaferMap], results: Sequence[WaferResult]) -> None:
+        from waferscope.protocols.inference import (
+            PipelineSettings,
+            WaferRejectedError,
+            classify_batches,
+            wafer_result,
+        )
+
+        settings = PipelineSettings(default_threshold=self.review.threshold)
+        rejected: dict[int, WaferRejectedError] = {}
+        current = [-1]
+
+        def pairs() -> Iterator[tuple[WaferMap, float]]:
+            for i, wafer in enumerate(wafers):
+                current[0] = i  # the pipeline prepares (or rejects) it before asking for more
+                yield wafer, 0.0
+
+        with self._lock:
+            model = self._load()
+            done = [
+                item
+                for chunk in classify_batches(
+                    model, pairs(), settings, lambda exc: rejected.__setitem__(current[0], exc)
+                )
+                for item in chunk
+            ]
+        classified = [i for i in range(len(wafers)) if i not in rejected]
+        now = datetime.now(UTC)
+        for i, item in zip(classified, done, strict=True):
+            base = results[i]
+            message = wafer_result(
+                item,
+                result_id=base.result_id,
+                device_id=base.device_id,
+                sequence=0,
+                correlation_id=base.correlation_id,
+                received=now,
+                tester_id=base.wafer.tester_id or None,
+                include_embedding=True,
+            )
+            message.wafer.source_name = base.wafer.source_name
+            message.wafer.wafer_index = base.wafer.wafer_index
+            base.CopyFrom(message)
+        for i, exc in rejected.items():
+            results[i].review_required = True
+            results[i].review_detail = f"not classified: {exc}"
 
 
 _SEVERITY = {

@@ -25,7 +25,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from waferscope.hub.web import api, forms, ui
+from waferscope.hub.web import api, api_admin, forms, ui
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.views import AnyRequest, hub_of
 
@@ -125,7 +125,16 @@ def create_app(hub: Hub) -> Litestar:
     )
 
     return Litestar(
-        route_handlers=[healthz, readyz, metrics, static, *api.ROUTES, *ui.ROUTES, *forms.ROUTES],
+        route_handlers=[
+            healthz,
+            readyz,
+            metrics,
+            static,
+            *api.ROUTES,
+            *api_admin.ROUTES,
+            *ui.ROUTES,
+            *forms.ROUTES,
+        ],
         guards=[permission_guard],
         middleware=[DefineMiddleware(AuthMiddleware)],
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),

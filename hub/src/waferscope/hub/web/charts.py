@@ -15,7 +15,7 @@ def trend_svg(
     width: int = 320,
     height: int = 120,
 ) -> str:
-    """Daily share of one pattern (line) over daily wafer counts (grey bars)."""
+    """Daily share of one pattern (line, dots on days it occurs) over daily wafer counts (bars)."""
     pad_l, pad_r, pad_t, pad_b = 34, 8, 18, 18
     w = width - pad_l - pad_r
     h = height - pad_t - pad_b
@@ -37,11 +37,16 @@ def trend_svg(
             f'width="{max(step - 2, 1):.1f}" height="{bh:.1f}" class="bar">'
             f"<title>{escape(days[i])}: {total} wafers</title></rect>"
         )
-    points = " ".join(
-        f"{pad_l + (i + 0.5) * step:.1f},{pad_t + h - h * s / top_share:.1f}"
-        for i, s in enumerate(shares)
-    )
-    parts.append(f'<polyline points="{points}" class="line" fill="none"/>')
+    # one line per run of days with wafers: a day without wafers has no share, not a 0 % share
+    runs: list[list[str]] = [[]]
+    for i, (s, total) in enumerate(zip(shares, totals, strict=True)):
+        if total:
+            runs[-1].append(f"{pad_l + (i + 0.5) * step:.1f},{pad_t + h - h * s / top_share:.1f}")
+        elif runs[-1]:
+            runs.append([])
+    for run in runs:
+        if len(run) > 1:
+            parts.append(f'<polyline points="{" ".join(run)}" class="line" fill="none"/>')
     for i, (s, c) in enumerate(zip(shares, counts, strict=True)):
         if c:
             parts.append(
