@@ -6,7 +6,12 @@ from pathlib import Path
 
 JWT_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
-ROLE_USERS = {"operator": "olga", "reviewer": "rita", "engineer": "emil", "admin": "ada"}
+ROLE_USERS = {
+    "operator": "operator1",
+    "reviewer": "reviewer1",
+    "engineer": "engineer1",
+    "admin": "admin1",
+}
 
 
 def hub_config(tmp_path: Path, db_url: str | None = None, **sections: object):  # type: ignore[no-untyped-def]

@@ -24,12 +24,12 @@ def client(hub):  # type: ignore[no-untyped-def]
 
 
 def test_token_login_and_me(hub, client) -> None:  # type: ignore[no-untyped-def]
-    bad = client.post("/api/v1/auth/token", json={"username": "rita", "password": "nope"})
+    bad = client.post("/api/v1/auth/token", json={"username": "reviewer1", "password": "nope"})
     assert bad.status_code == 401
-    ok = client.post("/api/v1/auth/token", json={"username": "rita", "password": PASSWORD})
+    ok = client.post("/api/v1/auth/token", json={"username": "reviewer1", "password": PASSWORD})
     assert ok.status_code == 200 and ok.json()["role"] == "reviewer"
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {ok.json()['access_token']}"})
-    assert me.json()["username"] == "rita" and "review" in me.json()["permissions"]
+    assert me.json()["username"] == "reviewer1" and "review" in me.json()["permissions"]
     audit = client.get("/api/v1/audit", headers=bearer(hub, "engineer")).json()["entries"]
     assert [e["action"] for e in audit[:2]] == ["login", "login.failed"]
 
@@ -119,7 +119,7 @@ def test_alerts_and_acknowledge(hub, client) -> None:  # type: ignore[no-untyped
         == []
     )
     page = client.get("/ui/alerts?show=all", headers=h)
-    assert "fail density 42%" in page.text and "ack by olga" in page.text
+    assert "fail density 42%" in page.text and "ack by operator1" in page.text
 
 
 def test_upload_real_tester_files(hub, client, tester_dir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -248,7 +248,7 @@ def test_pages_render(hub, client, data_dir: Path) -> None:  # type: ignore[no-u
     assert rid not in client.get("/ui/queue", headers=h).text
     login = client.post(
         "/login",
-        data={"username": "rita", "password": PASSWORD, "next": "//evil.example"},
+        data={"username": "reviewer1", "password": PASSWORD, "next": "//evil.example"},
         follow_redirects=False,
     )
     assert login.status_code == 303 and login.headers["location"] == "/ui/queue"

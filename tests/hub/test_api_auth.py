@@ -70,8 +70,8 @@ def test_roles_are_cumulative() -> None:
 
 
 def test_bad_tokens_are_refused(sqlite_hub) -> None:  # type: ignore[no-untyped-def]
-    forged = TokenIssuer("another-secret-" + "y" * 40, 3600).issue("ada", "admin")
-    expired = sqlite_hub.tokens.issue("ada", "admin", ttl_s=-10)
+    forged = TokenIssuer("another-secret-" + "y" * 40, 3600).issue("admin1", "admin")
+    expired = sqlite_hub.tokens.issue("admin1", "admin", ttl_s=-10)
     unknown = sqlite_hub.tokens.issue("mallory", "admin")
     with TestClient(sqlite_hub.web_app()) as client:
         for token in (forged, expired, unknown, "not-a-jwt"):
@@ -98,7 +98,7 @@ def test_role_comes_from_the_database(sqlite_hub) -> None:  # type: ignore[no-un
 def test_cookie_posts_need_our_origin(sqlite_hub, origin: str | None) -> None:  # type: ignore[no-untyped-def]
     from waferscope.hub.web.security import COOKIE
 
-    token = sqlite_hub.tokens.issue("olga", "operator")
+    token = sqlite_hub.tokens.issue("operator1", "operator")
     with TestClient(sqlite_hub.web_app()) as client:
         client.cookies.set(COOKIE, token)
         headers = {"Origin": origin} if origin else {}

@@ -134,7 +134,7 @@ def test_users_tokens_and_export_commands(tmp_path: Path, data_dir: Path) -> Non
     res = run_cli(
         "user",
         "add",
-        "rita",
+        "reviewer1",
         "--role",
         "reviewer",
         "--config",
@@ -146,7 +146,7 @@ def test_users_tokens_and_export_commands(tmp_path: Path, data_dir: Path) -> Non
         run_cli(
             "user",
             "add",
-            "rita",
+            "reviewer1",
             "--config",
             str(config),
             env={"WAFERSCOPE_HUB_PASSWORD": "correct horse"},
@@ -154,8 +154,8 @@ def test_users_tokens_and_export_commands(tmp_path: Path, data_dir: Path) -> Non
         == 1
     )
     listed = run_cli("user", "list", "--config", str(config)).stdout
-    assert "rita\treviewer\tactive" in listed
-    token = run_cli("user", "token", "rita", "--config", str(config)).stdout.strip()
+    assert "reviewer1\treviewer\tactive" in listed
+    token = run_cli("user", "token", "reviewer1", "--config", str(config)).stdout.strip()
     assert token.count(".") == 2
 
     from waferscope.hub.app import Hub
@@ -164,10 +164,10 @@ def test_users_tokens_and_export_commands(tmp_path: Path, data_dir: Path) -> Non
     hub = Hub(load_config(config, environ={}).config)
     msgs = list(results(data_dir, 5))
     feed(hub, msgs)
-    assert hub.tokens.verify(token) == ("rita", "reviewer")
+    assert hub.tokens.verify(token) == ("reviewer1", "reviewer")
     with hub.db.session(write=True) as s:
         for m in msgs[:3]:
-            submit_review(s, m.result_id, reviewer="rita", pattern="Loc")
+            submit_review(s, m.result_id, reviewer="reviewer1", pattern="Loc")
     hub.stop()
     out = tmp_path / "labels.npz"
     res = run_cli("export-labels", "--output", str(out), "--config", str(config))

@@ -21,10 +21,10 @@ def test_register_a_bundle(hub, tmp_path: Path) -> None:  # type: ignore[no-unty
     folder = build_bundle(tmp_path / "bundle")
     assert pack(folder) == pack(folder)  # deterministic: same bundle, same archive
     with hub.db.session(write=True) as s:
-        row = register(s, hub.blobs, folder, actor="emil")
+        row = register(s, hub.blobs, folder, actor="engineer1")
         key, digest = row.bundle_blob, row.sha256
     with hub.db.session(write=True) as s:  # registering again is a no-op
-        assert register(s, hub.blobs, folder, actor="emil").sha256 == digest
+        assert register(s, hub.blobs, folder, actor="engineer1").sha256 == digest
     with tarfile.open(fileobj=io.BytesIO(hub.blobs.get(key)), mode="r:gz") as tar:
         names = sorted(tar.getnames())
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
@@ -37,12 +37,12 @@ def test_register_a_bundle(hub, tmp_path: Path) -> None:  # type: ignore[no-unty
     doc["producer"] = "someone else"
     manifest_path.write_text(json.dumps(doc))
     with pytest.raises(RegistryError), hub.db.session(write=True) as s:
-        register(s, hub.blobs, other, actor="emil")
+        register(s, hub.blobs, other, actor="engineer1")
     (other / "model.int8.onnx").write_bytes(b"tampered")
     with pytest.raises(RegistryError), hub.db.session(write=True) as s:
-        register(s, hub.blobs, other, actor="emil")
+        register(s, hub.blobs, other, actor="engineer1")
     with hub.db.session() as s:
-        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "emil")))
+        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "engineer1")))
     assert actions == ["model.register"]
     with TestClient(hub.web_app()) as client:
         models = client.get("/api/v1/models", headers=bearer(hub, "operator")).json()["models"]

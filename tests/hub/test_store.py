@@ -141,15 +141,15 @@ def test_review_sets_the_label_and_leaves_the_queue(
     ingest(database, blob_dir, [msg])
     with database.session(write=True) as s:
         out = review.submit_review(
-            s, msg.result_id, reviewer="rita", pattern="Center", comment="clear centre blob"
+            s, msg.result_id, reviewer="reviewer1", pattern="Center", comment="clear centre blob"
         )
         assert out.action == "correct" and out.changed
     with database.session(write=True) as s:
-        out2 = review.submit_review(s, msg.result_id, reviewer="rita", pattern="Center")
+        out2 = review.submit_review(s, msg.result_id, reviewer="reviewer1", pattern="Center")
         assert not out2.changed
     with database.session() as s:
         item = s.get(ReviewItem, msg.result_id)
-        assert item is not None and item.state == "done" and item.closed_by == "rita"
+        assert item is not None and item.state == "done" and item.closed_by == "reviewer1"
         lab = s.scalar(select(Label))
         assert lab is not None and lab.pattern == "Center" and lab.root_cause == msg.root_cause.name
         actions = [a.action for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
@@ -229,11 +229,11 @@ def test_alerts_once_acknowledge_and_deliveries(database: Database) -> None:
         d = alert_store.deliveries_of(s, msg.alert_id)[0]
         assert (d.state, d.attempts, d.last_status_code) == ("pending", 1, 503)
         alert_store.record_attempt(s, d.id, ok=True, status_code=200, error="", retry_in=None)
-        assert alert_store.acknowledge(s, msg.alert_id, user="olga")
-        assert not alert_store.acknowledge(s, msg.alert_id, user="olga")
+        assert alert_store.acknowledge(s, msg.alert_id, user="operator1")
+        assert not alert_store.acknowledge(s, msg.alert_id, user="operator1")
     with database.session() as s:
         row = s.get(AlertRow, msg.alert_id)
-        assert row is not None and row.acknowledged and row.acknowledged_by == "olga"
+        assert row is not None and row.acknowledged and row.acknowledged_by == "operator1"
         assert alert_store.to_message(row).severity == common_pb2.SEVERITY_ERROR
         assert alert_store.deliveries_of(s, msg.alert_id)[0].state == "delivered"
         assert alert_store.list_alerts(s, acknowledged=False) == []
@@ -306,21 +306,21 @@ def test_dead_letters_are_kept_once(database: Database) -> None:
 
 def test_users_passwords_and_audit(database: Database) -> None:
     with database.session(write=True) as s:
-        users.add_user(s, "rita", "correct horse", "reviewer")
+        users.add_user(s, "reviewer1", "correct horse", "reviewer")
         with pytest.raises(users.AuthError):
-            users.add_user(s, "rita", "another one!", "reviewer")
+            users.add_user(s, "reviewer1", "another one!", "reviewer")
         with pytest.raises(users.AuthError):
-            users.add_user(s, "bob", "short", "reviewer")
+            users.add_user(s, "user2", "short", "reviewer")
         with pytest.raises(users.AuthError):
-            users.add_user(s, "bob", "long enough", "wizard")
+            users.add_user(s, "user2", "long enough", "wizard")
     with database.session(write=True) as s:
-        assert users.authenticate(s, "rita", "wrong password") is None
+        assert users.authenticate(s, "reviewer1", "wrong password") is None
         assert users.authenticate(s, "nobody", "whatever1") is None
-        user = users.authenticate(s, "rita", "correct horse")
+        user = users.authenticate(s, "reviewer1", "correct horse")
         assert user is not None and user.role == "reviewer" and user.last_login is not None
-        users.set_active(s, "rita", False, actor="admin")
+        users.set_active(s, "reviewer1", False, actor="admin")
     with database.session(write=True) as s:
-        assert users.authenticate(s, "rita", "correct horse") is None
+        assert users.authenticate(s, "reviewer1", "correct horse") is None
     with database.session() as s:
         actions = [a.action for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert actions == [

@@ -119,12 +119,12 @@ def test_review_a_wafer_in_chromium(served, browser, artifacts_dir: Path) -> Non
     d = browser
     d.get(root + "/ui/queue")
     wait_for(lambda: "/login" in d.current_url, 10, what="login redirect")
-    d.find_element(By.ID, "username").send_keys("rita")
+    d.find_element(By.ID, "username").send_keys("reviewer1")
     d.find_element(By.ID, "password").send_keys(PASSWORD)
     d.save_screenshot(str(artifacts_dir / "hub-1-login.png"))
     d.find_element(By.ID, "login-button").click()
     wait_for(lambda: d.current_url.endswith("/ui/queue") and ready(d), 10, what="the queue")
-    assert "rita · reviewer" in d.find_element(By.ID, "whoami").text
+    assert "reviewer1 · reviewer" in d.find_element(By.ID, "whoami").text
     rows = d.find_elements(By.CSS_SELECTOR, "#queue-table tr.row")
     queued = [r.get_attribute("data-result-id") for r in rows]
     assert queued[0] == msgs[0].result_id  # the least confident first
@@ -174,7 +174,7 @@ def test_review_a_wafer_in_chromium(served, browser, artifacts_dir: Path) -> Non
     with hub.db.session() as s:
         label = s.scalar(select(Label).where(Label.result_id == queued[0]))
         item = s.get(ReviewItem, queued[0])
-    assert label is not None and label.pattern == new_pattern and label.labelled_by == "rita"
+    assert label is not None and label.pattern == new_pattern and label.labelled_by == "reviewer1"
     assert item is not None and item.state == "done"
 
     d.get(root + "/ui/trends?tester=T-01&days=7")
@@ -184,7 +184,7 @@ def test_review_a_wafer_in_chromium(served, browser, artifacts_dir: Path) -> Non
     d.find_element(By.CSS_SELECTOR, "button.ack").click()
     wait_for(lambda: "No alerts" in d.page_source, 10, what="the open list to empty")
     d.get(root + "/ui/alerts?show=all")
-    assert "ack by rita" in d.find_element(By.ID, "alerts-table").text
+    assert "ack by reviewer1" in d.find_element(By.ID, "alerts-table").text
     d.get(root + "/ui/results?tester=T-02")
     assert all(
         r.text.split()[2] == "T-02"
