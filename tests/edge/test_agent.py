@@ -215,3 +215,36 @@ def test_hot_swap_keeps_every_wafer_and_refuses_a_bad_bundle(
         wait_for(lambda: len(subscriber.unique_results()) == 61, 30, what="after refused swap")
     finally:
         w.agent.stop()
+
+
+def test_results_nobody_received_stay_in_the_outbox_until_a_subscriber_comes(
+    tmp_path: Path, bundle_dir: Path, broker: Broker, val_npz: Path
+) -> None:
+    """PUBACK reason 16 (no matching subscribers, e.g. a restarted broker before the hub has
+    subscribed again) is not a delivery: the messages stay and go again, in order."""
+    w = start_agent(agent_toml(tmp_path, bundle_dir, broker.port))
+    try:
+        incoming, done, _ = folders(w)
+        wafers = list(dataset_wafers(val_npz, 12))
+        for i in range(8):
+            drop(incoming, f"n{i:03d}.xml", wafer_bytes(wafers[i]))
+        wait_for(lambda: len(list(done.iterdir())) == 8, 30, what="all stored")
+        wait_for(lambda: w.link_state.connected, 15, what="link up")
+        time.sleep(1.5)  # published, acknowledged with 'no matching subscribers'
+        assert w.store.outbox_depth() >= 8  # the results (and any alert they raised)
+        sub = Subscriber(broker.port, client_id="late-hub")
+        try:
+            wait_for(lambda: w.store.outbox_depth() == 0, 60, what="outbox drained")
+            for i in range(8, 12):
+                drop(incoming, f"n{i:03d}.xml", wafer_bytes(wafers[i]))
+            wait_for(lambda: len(sub.unique_results()) == 12, 30, what="12 results")
+            seen: list[int] = []
+            for m in sub.of_kind("result"):
+                s = int(m.payload["sequence"])
+                if s not in seen:
+                    seen.append(s)
+            assert seen == list(range(1, 13))
+        finally:
+            sub.close()
+    finally:
+        w.agent.stop()

@@ -42,6 +42,12 @@ from waferscope.protocols.pb import alert_pb2, device_pb2, result_pb2
 log = logging.getLogger(__name__)
 ACK_BATCH = 32
 ACK_WAIT_S = 0.05
+# PUBACK reason 16 ("no matching subscribers") is a success code in MQTT v5, but it means the
+# hub did not get the message (e.g. a restarted broker before the hub subscribed again): such
+# messages stay in the outbox and are sent again, after a pause that grows up to RETRY_MAX_S.
+NO_MATCHING_SUBSCRIBERS = 16
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 15.0
 
 
 @dataclass(slots=True)
@@ -83,6 +89,11 @@ class MqttLink:
         self._last_status = 0.0
         self._flushed = 0.0
         self._publish_ms = 0.5
+        # PUBACKs that did not deliver: message ids (paho thread) and their outbox ids
+        self._undelivered_mids: set[int] = set()
+        self._retry_ids: set[int] = set()
+        self._retry_at = 0.0
+        self._retry_pause = RETRY_MIN_S
         self.connection_id = messages.new_message_id()
         self._connected_at = datetime.now(UTC)
         self._client = self._make_client()
@@ -239,8 +250,9 @@ class MqttLink:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
     ) -> None:
-        if reason.is_failure:
-            log.error("the broker refused message %d: %s", mid, reason)
+        if reason.is_failure or reason.value == NO_MATCHING_SUBSCRIBERS:
+            with self._lock:
+                self._undelivered_mids.add(mid)
         self._wake.set()  # the drain thread collects what was acknowledged
 
     # ------------------------------------------------------------------ drain (own thread)
@@ -276,6 +288,22 @@ class MqttLink:
             self._flushed = time.monotonic()
             done = {id(e[0]) for e in acked}
             self._inflight = [e for e in self._inflight if id(e[0]) not in done]
+            refused = [e for e in acked if e[0].mid in self._undelivered_mids]
+            if refused:
+                self._undelivered_mids.difference_update(e[0].mid for e in refused)
+                acked = [e for e in acked if e[0].mid not in {r[0].mid for r in refused}]
+                self._retry_ids.update(e[1] for e in refused)
+                self._retry_at = time.monotonic() + self._retry_pause
+                log.warning(
+                    "the broker did not deliver %d message(s) (first outbox id %d): kept in the"
+                    " outbox, sending again in %.1f s",
+                    len(refused),
+                    min(e[1] for e in refused),
+                    self._retry_pause,
+                )
+                self._retry_pause = min(self._retry_pause * 2, RETRY_MAX_S)
+            elif acked:
+                self._retry_pause = RETRY_MIN_S
         self.store.mark_published(entry[1] for entry in acked)
         now = time.perf_counter()
         for _, _, kind, sent in acked:
@@ -284,6 +312,12 @@ class MqttLink:
 
     def _hand_over(self) -> None:
         with self._lock:
+            if self._retry_ids:
+                # undelivered messages go again, in order, once nothing else is in flight
+                if self._inflight or time.monotonic() < self._retry_at:
+                    return
+                self._last_handed = min(self._retry_ids) - 1
+                self._retry_ids.clear()
             room = self.config.max_inflight - len(self._inflight)
         while room > 0 and self.state.connected and not self._stop.is_set():
             rows = self.store.outbox_after(self._last_handed, min(room, 200))
