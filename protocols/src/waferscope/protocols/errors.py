@@ -109,3 +109,25 @@ class EncodingError(WaferscopeError, ValueError):
 
 class TopicError(WaferscopeError, ValueError):
     """An MQTT topic could not be built or parsed (bad id, wildcard in an id, wrong shape)."""
+
+
+class SimulatorError(WaferscopeError, ValueError):
+    """The tester simulator cannot do what it was asked: an unknown output format, a source that
+    is missing or holds no wafer map, a selection without wafers, an output folder it cannot
+    write into. ``where`` names the file, folder or option concerned; ``str()`` is one line.
+    (A source whose content is corrupt raises the reader's :class:`FormatError` instead.)
+    """
+
+    def __init__(self, reason: str, *, where: str | None = None) -> None:
+        self.reason = reason
+        self.where = where
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep picklable across process pools
+        return (_rebuild_simulator_error, (type(self), self.reason, self.where))
+
+
+def _rebuild_simulator_error(
+    cls: type[SimulatorError], reason: str, where: str | None
+) -> SimulatorError:
+    return cls(reason, where=where)

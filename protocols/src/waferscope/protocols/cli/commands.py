@@ -1,4 +1,5 @@
-"""`waferscope inspect`, `convert` and `formats`: the protocols part's commands."""
+"""`waferscope inspect`, `convert`, `formats` and `simulate-tester`: the protocols part's
+commands."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.formats import ReadOptions, RetestPolicy, get_writer, list_formats
 from waferscope.protocols.formats import read_maps as _read_maps
 from waferscope.protocols.quality import QualityReport, check
+from waferscope.protocols.simulator.cli import simulate_tester
 from waferscope.protocols.wafermap import WaferMap
 
 
@@ -199,3 +201,4 @@ def register(app: typer.Typer) -> None:
     app.command()(inspect)
     app.command()(convert)
     app.command()(formats)
+    app.command("simulate-tester")(simulate_tester)
