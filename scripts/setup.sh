@@ -56,7 +56,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 inputs=(constraints.txt requirements-dev.txt protocols/pyproject.toml edge/pyproject.toml
-        hub/pyproject.toml trainer/pyproject.toml scripts/setup.sh)
+        hub/pyproject.toml trainer/pyproject.toml appliance/pyproject.toml scripts/setup.sh)
 digest=$(cat "${inputs[@]}" | sha256sum | cut -d' ' -f1)
 stamp="$VENV/.waferscope-setup"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
@@ -68,7 +68,7 @@ echo "setup: installing waferscope parts and tools into $VENV (first run takes a
 # (the grep drops pip's warnings about local mirror folders that lack a package)
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -c constraints.txt -r requirements-dev.txt \
-  -e ./protocols -e ./edge -e "./hub[s3]" -e ./trainer \
+  -e ./protocols -e ./edge -e "./hub[s3]" -e ./trainer -e ./appliance \
   2> >(grep -v "^WARNING: Location " >&2)
 echo "$digest" > "$stamp"
 echo "setup: done"

@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("protocols", "edge", "hub", "trainer")
+PARTS = ("protocols", "edge", "hub", "trainer", "appliance")
 TORCH_STACK = {"torch", "torchvision", "timm", "nvidia-cudnn-cu13", "triton"}
 HUB_STACK = {"sqlalchemy", "alembic", "psycopg", "psycopg2", "psycopg2-binary", "argon2-cffi"}
 
@@ -86,6 +86,12 @@ def test_hub_and_protocols_do_not_pull_torch() -> None:
     assert "torch" in closure("waferscope-trainer")  # the check above can fail: trainer does
 
 
+def test_the_appliance_needs_no_torch() -> None:
+    appliance = closure("waferscope-appliance")
+    assert {"waferscope-edge", "waferscope-hub"} <= appliance
+    assert not appliance & TORCH_STACK
+
+
 def test_import_rule_edge_hub_trainer_independent() -> None:
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
     if exe is None:
@@ -94,7 +100,7 @@ def test_import_rule_edge_hub_trainer_independent() -> None:
         [exe, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 kept, 0 broken" in proc.stdout
+    assert "3 kept, 0 broken" in proc.stdout
 
 
 def test_modules_stay_small() -> None:

@@ -6,13 +6,13 @@ the queue. Screenshots go to test-artifacts/hub-*.png.
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, MISSING, chromium, images_loaded, ready
 from hub_data import make_result, real_grids
 from hub_engine import build_bundle
 from hub_support import free_port, wait_for
@@ -24,12 +24,7 @@ from waferscope.hub.db.schema import Label, ReviewItem
 from waferscope.protocols import messages
 from waferscope.protocols.pb import alert_pb2, common_pb2
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="Debian's chromium and chromium-driver are not installed",
-)
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason=MISSING)
 
 
 @pytest.fixture
@@ -78,37 +73,8 @@ def served(tmp_path: Path, data_dir: Path) -> Iterator[tuple[str, Hub, list[Any]
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1500,1100",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
-def ready(driver: Any) -> bool:
-    """The page (and its deferred script, which holds the shortcuts) has loaded."""
-    return bool(driver.execute_script("return document.readyState") == "complete")
-
-
-def images_loaded(driver: Any) -> bool:
-    return bool(
-        driver.execute_script(
-            "return [...document.images].every(i => i.complete && i.naturalWidth > 0)"
-        )
-    )
 
 
 def test_review_a_wafer_in_chromium(served, browser, artifacts_dir: Path) -> None:  # type: ignore[no-untyped-def]
