@@ -710,3 +710,49 @@ def test_the_documented_example_payload_decodes() -> None:
     assert messages.unpack_states(result.map).shape == (2, 4)
     again = json.loads(messages.encode(result))
     assert again == json.loads(example)
+
+
+# --------------------------------------------------------------------------- binary payloads
+
+PROTOBUF_RESULT = "application/x-protobuf; proto=waferscope.v1.WaferResult"
+
+
+def test_binary_payloads_round_trip_when_the_content_type_says_so() -> None:
+    result = result_pb2.WaferResult(result_id=GOOD_ID, device_id="edge-01", die_count=812)
+    result.heatmap.data = bytes(range(256))
+    result.confidence = 0.42
+    payload = messages.encode(result, "protobuf")
+    assert messages.content_type(result, "protobuf") == PROTOBUF_RESULT
+    assert messages.is_protobuf_content(PROTOBUF_RESULT)
+    assert not messages.is_protobuf_content(messages.content_type(result))
+    back = messages.decode(payload, result_pb2.WaferResult, content_type=PROTOBUF_RESULT)
+    assert back.schema_version == messages.SCHEMA_VERSION  # stamped like the JSON form
+    back.ClearField("schema_version")
+    assert back == result
+    assert len(payload) < len(messages.encode(result)) / 2
+    address, decoded = messages.decode_topic(TOPIC, payload, PROTOBUF_RESULT)
+    assert address.device_id == "edge-01" and decoded.result_id == GOOD_ID
+    # without the content type a binary payload is not taken for JSON
+    with pytest.raises(MessageError, match="not UTF-8|not JSON"):
+        messages.decode(payload, result_pb2.WaferResult, topic=TOPIC)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "empty payload"),
+        (b"\xff\xff\xff\xff", "not a binary WaferResult"),
+        (b'{"resultId": "x"}', "not a binary WaferResult"),
+        (result_pb2.WaferResult(device_id="e").SerializeToString(), "result_id is missing"),
+        (
+            result_pb2.WaferResult(result_id="r-1", device_id="e").SerializeToString(),
+            "not a UUID",
+        ),
+    ],
+)
+def test_bad_binary_payloads_raise_message_error(payload: bytes, reason: str) -> None:
+    with pytest.raises(MessageError, match=reason) as caught:
+        messages.decode(
+            payload, result_pb2.WaferResult, topic=TOPIC, content_type=PROTOBUF_RESULT
+        )
+    assert str(caught.value).startswith(f"{TOPIC}: bad WaferResult payload: ")

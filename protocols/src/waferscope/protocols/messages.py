@@ -30,12 +30,12 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Final, TypeAlias, TypeVar
+from typing import Final, Literal, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from google.protobuf import json_format
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.pb import alert_pb2, bundle_pb2, deploy_pb2, device_pb2, result_pb2
@@ -155,13 +155,28 @@ def is_message_id(value: str) -> bool:
 # --------------------------------------------------------------------------- codec
 
 
-def content_type(message: Message | type[Message]) -> str:
-    """The MQTT v5 content type of a payload: JSON plus the full message name.
+PayloadEncoding: TypeAlias = Literal["json", "protobuf"]
+"""How a payload is written: canonical proto3 JSON (the default, readable by people and MES
+tools) or binary protobuf (a few times cheaper to encode and decode, for high-volume result
+streams). The MQTT v5 ``Content Type`` of each message says which one it is."""
 
-    For example ``application/json; proto=waferscope.v1.WaferResult``. Receivers may ignore it
-    (the topic already determines the message); it helps generic tools and bridges.
+
+def content_type(message: Message | type[Message], encoding: PayloadEncoding = "json") -> str:
+    """The MQTT v5 content type of a payload: the media type plus the full message name.
+
+    For example ``application/json; proto=waferscope.v1.WaferResult``, or
+    ``application/x-protobuf; proto=waferscope.v1.WaferResult`` for a binary payload. Receivers
+    must read it to tell binary payloads from JSON (see :func:`decode`).
     """
-    return f"{JSON_CONTENT_TYPE}; proto={message.DESCRIPTOR.full_name}"
+    media = PROTOBUF_CONTENT_TYPE if encoding == "protobuf" else JSON_CONTENT_TYPE
+    return f"{media}; proto={message.DESCRIPTOR.full_name}"
+
+
+def is_protobuf_content(content_type_value: str | None) -> bool:
+    """Whether an MQTT v5 content type names a binary protobuf payload."""
+    if not content_type_value:
+        return False
+    return content_type_value.split(";", 1)[0].strip().lower() == PROTOBUF_CONTENT_TYPE
 
 
 def to_json_dict(message: Message) -> dict[str, object]:
@@ -169,8 +184,9 @@ def to_json_dict(message: Message) -> dict[str, object]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-def encode(message: Message) -> bytes:
-    """Encode a message as an MQTT payload (compact canonical JSON, UTF-8).
+def encode(message: Message, encoding: PayloadEncoding = "json") -> bytes:
+    """Encode a message as an MQTT payload: compact canonical JSON (UTF-8), or binary protobuf
+    when ``encoding`` is ``"protobuf"``.
 
     Fills in ``schema_version`` when the message has that field and it is unset (on a copy; the
     caller's message is not changed). Raises :class:`MessageError` when a required id is missing
@@ -183,6 +199,8 @@ def encode(message: Message) -> bytes:
         stamped.CopyFrom(message)
         setattr(stamped, _SCHEMA_FIELD, SCHEMA_VERSION)
         message = stamped
+    if encoding == "protobuf":
+        return message.SerializeToString()
     try:
         document = to_json_dict(message)
         text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -196,13 +214,17 @@ def decode(
     message_type: type[MessageT],
     *,
     topic: str | None = None,
+    content_type: str | None = None,
 ) -> MessageT:
     """Decode an MQTT payload into ``message_type``; raise :class:`MessageError` if it is bad.
 
-    Unknown fields are ignored (a newer v1 sender may add fields); required ids are checked.
-    ``topic`` is only used to name the stream in errors.
+    The payload is canonical JSON unless ``content_type`` (the MQTT v5 property) names binary
+    protobuf. Unknown fields are ignored (a newer v1 sender may add fields); required ids are
+    checked. ``topic`` is only used to name the stream in errors.
     """
     name = message_type.DESCRIPTOR.name
+    if is_protobuf_content(content_type) and not isinstance(payload, str):
+        return _decode_binary(bytes(payload), message_type, topic=topic)
     if isinstance(payload, str):
         text = payload
     else:
@@ -252,8 +274,31 @@ def decode(
     return message
 
 
+def _decode_binary(raw: bytes, message_type: type[MessageT], *, topic: str | None) -> MessageT:
+    name = message_type.DESCRIPTOR.name
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise MessageError(
+            f"{len(raw)} bytes is more than the {MAX_PAYLOAD_BYTES}-byte limit",
+            message_type=name,
+            topic=topic,
+        )
+    if not raw:
+        raise MessageError("empty payload", message_type=name, topic=topic)
+    message = message_type()
+    try:
+        message.ParseFromString(raw)
+    except (DecodeError, RecursionError, ValueError) as exc:
+        raise MessageError(
+            f"not a binary {name}: {exc or type(exc).__name__}", message_type=name, topic=topic
+        ) from None
+    _check_required(message, topic=topic)
+    return message
+
+
 def decode_topic(
-    topic: str, payload: bytes | bytearray | memoryview | str
+    topic: str,
+    payload: bytes | bytearray | memoryview | str,
+    content_type: str | None = None,
 ) -> tuple[TopicAddress, MqttMessage]:
     """Parse a topic, decode its payload as the message that topic carries, and cross-check.
 
@@ -262,7 +307,7 @@ def decode_topic(
     from the device named in the topic (the topic is what broker ACLs vouch for).
     """
     address = parse(topic)
-    message = decode(payload, MESSAGE_TYPES[address.kind], topic=topic)
+    message = decode(payload, MESSAGE_TYPES[address.kind], topic=topic, content_type=content_type)
     if message.device_id != address.device_id:
         raise MessageError(
             f"device_id {message.device_id!r} does not match the topic's device"
