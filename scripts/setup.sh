@@ -34,7 +34,21 @@ apt_install() {
   fi
 }
 
-# System packages the tests and the demo use: an MQTT broker and a headless browser.
+# Stop and disable a service a package has just started or enabled (systemd or SysV init).
+quiet_service() {
+  if command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable "$1" >/dev/null 2>&1 || true
+    if [ -d /run/systemd/system ]; then $SUDO systemctl stop "$1" >/dev/null 2>&1 || true; fi
+  fi
+  if [ ! -d /run/systemd/system ] && [ -x "/etc/init.d/$1" ]; then
+    $SUDO "/etc/init.d/$1" stop >/dev/null 2>&1 || true
+    if command -v update-rc.d >/dev/null 2>&1; then
+      $SUDO update-rc.d "$1" disable >/dev/null 2>&1 || true
+    fi
+  fi
+}
+
+# System packages the tests and the demo use: an MQTT broker, a headless browser, promtool.
 #   WAFERSCOPE_SKIP_SYSTEM=1 skips this step (e.g. on a machine without apt).
 if [ "${WAFERSCOPE_SKIP_SYSTEM:-0}" != "1" ]; then
   missing=()
@@ -43,6 +57,18 @@ if [ "${WAFERSCOPE_SKIP_SYSTEM:-0}" != "1" ]; then
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || echo "setup: continuing without ${missing[*]}" >&2
+  fi
+  # promtool checks the alert rules (tests/monitoring); it ships in Debian's prometheus package.
+  # Only the tool is wanted: no recommends (node exporter), and the Prometheus server the package
+  # starts and enables is stopped and disabled, so nothing of ours listens on port 9090.
+  prom=()
+  command -v promtool >/dev/null 2>&1 || prom+=(prometheus)
+  if [ ${#prom[@]} -gt 0 ]; then
+    if apt_install --no-install-recommends "${prom[@]}"; then
+      quiet_service prometheus
+    else
+      echo "setup: continuing without promtool (tests/monitoring skips those checks)" >&2
+    fi
   fi
 fi
 

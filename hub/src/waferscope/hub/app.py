@@ -50,6 +50,7 @@ class Hub:
             migrate.upgrade(self.db.engine)
         self.blobs: BlobStore = open_blob_store(config.blobs, config.blob_path)
         self.metrics = HubMetrics()
+        self.metrics.bind_database(self.db)  # devices and review queue, read per scrape
         self.selector = selector or UncertaintyFirst(config.review)
         self.channels = build_channels(config.notify)
         self.writer = BatchWriter(

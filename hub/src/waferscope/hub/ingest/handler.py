@@ -220,6 +220,10 @@ class BatchWriter:
             stamp = f"{time.time():.6f}"
             self._commit_log.writelines(f"{rid} {stamp}\n" for rid in outcome.new_results)
             self._commit_log.flush()
+        new = {r.result_id: r.result["classified_time"] for r in batch.results}
+        self.metrics.observe_ingest_lag(
+            [new[rid] for rid in outcome.new_results if rid in new], utcnow()
+        )
         self.metrics.stored.labels(kind="result").inc(len(outcome.new_results))
         self.metrics.stored.labels(kind="alert").inc(len(outcome.new_alerts))
         self.metrics.duplicates.inc(outcome.duplicates)

@@ -49,9 +49,10 @@ def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
     return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
-@get("/metrics", opt={"public": True}, media_type=CONTENT_TYPE_LATEST)
-async def metrics(request: AnyRequest) -> Response[bytes]:
-    """Prometheus metrics of this hub process."""
+@get("/metrics", opt={"public": True}, media_type=CONTENT_TYPE_LATEST, sync_to_thread=True)
+def metrics(request: AnyRequest) -> Response[bytes]:
+    """Prometheus metrics of this hub process (devices and review queue read from the database,
+    hence in a thread)."""
     return Response(hub_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
