@@ -733,7 +733,7 @@ def test_binary_payloads_round_trip_when_the_content_type_says_so() -> None:
     address, decoded = messages.decode_topic(TOPIC, payload, PROTOBUF_RESULT)
     assert address.device_id == "edge-01" and decoded.result_id == GOOD_ID
     # without the content type a binary payload is not taken for JSON
-    with pytest.raises(MessageError, match="not UTF-8|not JSON"):
+    with pytest.raises(MessageError, match=r"not UTF-8|not JSON"):
         messages.decode(payload, result_pb2.WaferResult, topic=TOPIC)
 
 
@@ -752,7 +752,5 @@ def test_binary_payloads_round_trip_when_the_content_type_says_so() -> None:
 )
 def test_bad_binary_payloads_raise_message_error(payload: bytes, reason: str) -> None:
     with pytest.raises(MessageError, match=reason) as caught:
-        messages.decode(
-            payload, result_pb2.WaferResult, topic=TOPIC, content_type=PROTOBUF_RESULT
-        )
+        messages.decode(payload, result_pb2.WaferResult, topic=TOPIC, content_type=PROTOBUF_RESULT)
     assert str(caught.value).startswith(f"{TOPIC}: bad WaferResult payload: ")
