@@ -32,9 +32,21 @@ protos: setup
 protos-check: setup
     scripts/check-protos.sh
 
-# the main job: inspect and picture real tester files (args: your own files)
-main *files:
-    scripts/main.sh {{files}}
+# the main job: the whole appliance here (set-up, then `waferscope demo`; args go to the demo)
+main *args:
+    scripts/main.sh {{args}}
+
+# `waferscope demo`: broker, hub and edge agents as processes, fed by the tester simulator
+demo *args: setup
+    {{bin}}waferscope demo {{args}}
+
+# read, picture, classify and explain tester files once, without services (args: your own files)
+classify-files *files:
+    scripts/classify-files.sh {{files}}
+
+# regenerate docs/troubleshooting.md from the code (tests/test_docs.py checks it is fresh)
+docs: setup
+    {{bin}}python scripts/gen_troubleshooting.py
 
 # reproducible measurements (results recorded in benchmarks/README.md)
 bench: setup

@@ -1,45 +1,19 @@
 #!/usr/bin/env bash
-# The main job (until the whole appliance runs, when `waferscope demo` takes its place):
-# set up if needed, read real tester files in every format, print each wafer's summary and
-# quality findings, draw every wafer into out/pictures/, then classify each wafer with the
-# shipped INT8 engine and write its Grad-CAM explanation into out/explain/.
-#   scripts/main.sh                 the real tester files of $WAFER_DATA_DIR (../shared/data)
-#   scripts/main.sh FILE...         your own files
+# The main job: the whole appliance on this machine. Sets up if needed (a virtualenv in .venv
+# with every part, and mosquitto), then replaces itself with `waferscope demo`, which starts a
+# private Mosquitto broker, the hub and edge agents as processes, feeds the edges' hot folders
+# with the tester simulator (real WM-811K maps written as tester files), prints the hub's
+# address with a reviewer login and each edge panel's address, and stops everything on Ctrl-C.
+# Arguments go to `waferscope demo` (docs/demo.md, `waferscope demo --help`):
+#   scripts/main.sh                        2 edges, the WM-811K validation maps of $WAFER_DATA_DIR
+#                                          (../shared/data), state in ./waferscope-demo
+#   scripts/main.sh --edges 4 --rate 10    more testers, faster
+#   scripts/main.sh --fresh                forget the previous run's results and start over
+# Reading, drawing and classifying tester files once, without services (the former main job):
+# scripts/classify-files.sh [FILE...].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >&2
 VENV=${WAFERSCOPE_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
-DATA=${WAFER_DATA_DIR:-../shared/data}
-OUT=${WAFERSCOPE_OUT:-out/pictures}
-
-if [ $# -gt 0 ]; then
-  files=("$@")
-else
-  if [ ! -d "$DATA/tester" ]; then
-    echo "main: no real data at $DATA (set WAFER_DATA_DIR or pass files)" >&2
-    exit 1
-  fi
-  # every tester file except the text datalog, which is a cross-check, not a wafer map
-  mapfile -t files < <(find "$DATA/tester" -type f ! -name '*.data.gz' | sort)
-fi
-
-echo "== waferscope formats"
-waferscope formats
-echo
-echo "== waferscope inspect (${#files[@]} files)"
-# Exit status 1 means "a file or wafer was refused, and the reason was printed" — part of the
-# job's report; anything higher (a usage error, a crash) fails the job.
-status=0
-note() { local rc=$1; if [ "$rc" -gt 1 ]; then status=$rc; fi; }
-waferscope inspect "${files[@]}" || note $?
-echo
-echo "== waferscope convert --to png -> $OUT"
-mkdir -p "$OUT"
-for f in "${files[@]}"; do
-  waferscope convert "$f" --to png -o "$OUT" --limit 5 || note $?
-done
-echo
-echo "== waferscope classify --explain out/explain (shipped INT8 model)"
-waferscope classify --explain out/explain "${files[@]}" || note $?
-exit $status
+exec waferscope demo "$@"
