@@ -68,7 +68,6 @@ def demo(
 ) -> None:
     """Run the whole appliance here: broker, hub, edge agents and a tester simulator."""
     from waferscope.appliance.demo import DemoOptions, run_demo
-    from waferscope.appliance.processes import ApplianceError
     from waferscope.protocols.errors import WaferscopeError
 
     options = DemoOptions(
@@ -89,7 +88,7 @@ def demo(
     )
     try:
         code = run_demo(options)
-    except (ApplianceError, WaferscopeError) as exc:
+    except WaferscopeError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     raise typer.Exit(code)

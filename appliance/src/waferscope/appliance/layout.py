@@ -2,11 +2,11 @@
 
 ```
 <root>/state.json                 ports and the reviewer login, kept for the next run
-<root>/broker/                    mosquitto.conf, its persistence file and log
+<root>/broker/                    mosquitto.conf and its persistence file
 <root>/hub/hub.yaml, hub/data/    the hub's configuration, SQLite database and blobs
 <root>/edges/<id>/edge.yaml       each edge's configuration
 <root>/edges/<id>/data/incoming   its hot folder (done/, rejected/ and edge.sqlite beside it)
-<root>/logs/                      one log file per process
+<root>/logs/                      one log file per process (broker.log, hub.log, edge-01.log)
 ```
 
 The files are plain YAML in the parts' own documented formats (docs/edge-config.md,

@@ -15,8 +15,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from waferscope.protocols.errors import WaferscopeError
 
-class ApplianceError(Exception):
+
+class ApplianceError(WaferscopeError):
     """A part of the appliance could not be started or reached; the message says which."""
 
 
