@@ -7,7 +7,6 @@ Nothing here decides behaviour; each part's module does. ``run_agent`` is what
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.mqtt_link import LinkState, MqttLink
 from waferscope.edge.store import Store
 from waferscope.edge.worker import Worker
+from waferscope.protocols import logs, tracing
 from waferscope.protocols.inference import Model
 
 log = logging.getLogger("waferscope.edge")
@@ -141,18 +141,41 @@ def build_agent(config: EdgeConfig) -> Wiring:
     return wiring
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def configure_logging(config: EdgeConfig) -> None:
+    """Logs to stderr as text or JSON lines (docs/observability.md)."""
+    logs.configure_logging(
+        "edge", config.log_level, config.log_format, static={"device_id": config.device_id}
     )
+
+
+def configure_tracing(config: EdgeConfig) -> bool:
+    """Install the tracer provider the ``[tracing]`` section asks for; True when on."""
+    t = config.tracing
+    settings = tracing.TracingSettings(
+        enabled=t.enabled,
+        otlp_endpoint=t.otlp_endpoint,
+        otlp_headers=dict(t.otlp_headers),
+        service_name=t.service_name,
+        sample_ratio=t.sample_ratio,
+    )
+    on = tracing.setup_tracing(settings, role="edge", instance=config.device_id)
+    if on:
+        log.info(
+            "tracing: OTLP to %s, sample ratio %g",
+            tracing.traces_url(t.otlp_endpoint),
+            t.sample_ratio,
+        )
+    return on
 
 
 def run_agent(config_path: Path) -> int:
     loaded = load_config(config_path)
-    configure_logging(loaded.config.log_level)
+    configure_logging(loaded.config)
     if loaded.overrides:
         log.info("environment overrides: %s", ", ".join(loaded.overrides))
-    wiring = build_agent(loaded.config)
-    return wiring.agent.run_until_signal()
+    configure_tracing(loaded.config)
+    try:
+        wiring = build_agent(loaded.config)
+        return wiring.agent.run_until_signal()
+    finally:
+        tracing.shutdown_tracing()  # export the spans still buffered

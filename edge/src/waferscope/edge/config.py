@@ -375,6 +375,34 @@ class PanelConfig(Section):
     recent: int = Field(default=50, ge=1, le=1000, description="Wafers listed on the main page.")
 
 
+# --------------------------------------------------------------------------- tracing
+class TracingConfig(Section):
+    """OpenTelemetry tracing of each wafer's path (docs/observability.md). Off: no spans leave
+    the agent and tracing costs next to nothing."""
+
+    enabled: bool = Field(default=False, description="Record spans and export them over OTLP.")
+    otlp_endpoint: str = Field(
+        default="http://localhost:4318",
+        description="OTLP/HTTP collector address ('/v1/traces' is added unless present).",
+    )
+    otlp_headers: dict[str, str] = Field(
+        default_factory=dict, description="HTTP headers for the collector (e.g. authorization)."
+    )
+    service_name: str = Field(
+        default="waferscope-edge", min_length=1, description="The service.name of the spans."
+    )
+    sample_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="Share of files traced (0..1, by trace id)."
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 # --------------------------------------------------------------------------- root
 class EdgeConfig(Section):
     """Configuration of one edge agent (one process per tester)."""
@@ -395,6 +423,11 @@ class EdgeConfig(Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Logging threshold."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines for people ('text') or one JSON object per line with the wafer's "
+        "correlation fields ('json', docs/observability.md).",
+    )
     model: ModelConfig = Field(default=ModelConfig())
     review: ReviewConfig = Field(default=ReviewConfig())
     ingest: IngestConfig = Field(default=IngestConfig())
@@ -402,6 +435,7 @@ class EdgeConfig(Section):
     mqtt: MqttConfig = Field(default=MqttConfig())
     alerts: AlertsConfig = Field(default=AlertsConfig())
     panel: PanelConfig = Field(default=PanelConfig())
+    tracing: TracingConfig = Field(default=TracingConfig())
 
     @field_validator("device_id", "site")
     @classmethod

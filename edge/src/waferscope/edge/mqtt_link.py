@@ -33,10 +33,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from waferscope.edge import observe
 from waferscope.edge.config import MqttConfig
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.store import OutboxRow, Store
-from waferscope.protocols import messages, topics
+from waferscope.protocols import messages, topics, tracing
 from waferscope.protocols.pb import alert_pb2, device_pb2, result_pb2
 
 log = logging.getLogger(__name__)
@@ -145,10 +146,12 @@ class MqttLink:
         )
 
     @staticmethod
-    def _props(message: Any) -> Properties:
+    def _props(message: Any, traceparent: str = "") -> Properties:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = messages.content_type(message)
         props.PayloadFormatIndicator = messages.PAYLOAD_FORMAT_UTF8
+        if traceparent:  # W3C trace context for the hub's span (docs/observability.md)
+            props.UserProperty = [(tracing.TRACEPARENT, traceparent)]
         return props
 
     # ------------------------------------------------------------------ life cycle
@@ -342,6 +345,7 @@ class MqttLink:
         """Topic, payload and properties of an outbox row. A result's ``publish_ms`` is the
         measured build-and-hand-over time of the results before it (a payload cannot contain
         the time it takes to build itself)."""
+        span = observe.publish_span(row)
         message: result_pb2.WaferResult | alert_pb2.Alert
         if row.kind == "result":
             result = result_pb2.WaferResult.FromString(row.message)
@@ -358,7 +362,8 @@ class MqttLink:
             message = alert_pb2.Alert.FromString(row.message)
             topic = topics.alert_topic(self.device_id, site=self.site)
             payload = messages.encode(message)
-        return topic, payload, self._props(message)
+        traceparent = observe.published(span, row, topic, message.sequence)
+        return topic, payload, self._props(message, traceparent)
 
     def _publish_status(self, cause: int) -> None:
         self._last_status = time.monotonic()

@@ -17,10 +17,11 @@ database below ``prune_to`` x ``max_bytes`` again.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,11 @@ from typing import Any
 import sqlite_utils
 
 from waferscope.edge.store_schema import SCHEMA_VERSION, create_schema
+from waferscope.protocols.logs import correlation
 from waferscope.protocols.pb import alert_pb2, result_pb2
+from waferscope.protocols.tracing import within
+
+log = logging.getLogger("waferscope.edge.outbox")
 
 ALERT_RESERVE = 64 * 1024
 """Bytes below ``max_bytes`` that results may not use, so alerts (store full!) always fit."""
@@ -63,6 +68,7 @@ class OutboxRow:
     kind: str  # "result" | "alert"
     ref_id: str
     message: bytes  # binary protobuf (WaferResult or Alert)
+    traceparent: str = ""  # W3C trace context of the wafer it belongs to ("" when untraced)
 
 
 class Store:
@@ -149,13 +155,15 @@ class Store:
         files: Iterable[FileRecord] = (),
         results: Iterable[tuple[str, result_pb2.WaferResult]] = (),
         alerts: Iterable[alert_pb2.Alert] = (),
+        traceparents: Mapping[str, str] | None = None,
     ) -> None:
         """Write file records, results (with their file digest) and alerts in one transaction.
 
         Each result and alert gets its sequence number here (the messages are updated in place)
-        and a row in the outbox.
+        and a row in the outbox, with the traceparent ``traceparents`` names for its id.
         """
         now = time.time()
+        tp = traceparents or {}
         with self.transaction() as conn:
             for f in files:
                 conn.execute(
@@ -177,15 +185,20 @@ class Store:
                 )
             for digest, result in results:
                 result.sequence = self._next(conn, "result")
-                self._insert_result(conn, digest, result, now)
+                self._insert_result(conn, digest, result, now, tp.get(result.result_id))
             for alert in alerts:
-                self._insert_alert(conn, alert, now)
+                self._insert_alert(conn, alert, now, tp.get(alert.alert_id))
 
     def add_alerts(self, alerts: Iterable[alert_pb2.Alert]) -> None:
         self.commit(alerts=alerts)
 
     def _insert_result(
-        self, conn: sqlite3.Connection, digest: str, r: result_pb2.WaferResult, now: float
+        self,
+        conn: sqlite3.Connection,
+        digest: str,
+        r: result_pb2.WaferResult,
+        now: float,
+        traceparent: str | None = None,
     ) -> None:
         w = r.wafer
         conn.execute(
@@ -216,11 +229,17 @@ class Store:
             ),
         )
         conn.execute(
-            "INSERT INTO outbox (kind, ref_id, created_at) VALUES ('result', ?, ?)",
-            (r.result_id, now),
+            "INSERT INTO outbox (kind, ref_id, created_at, traceparent) VALUES ('result', ?, ?, ?)",
+            (r.result_id, now, traceparent),
         )
 
-    def _insert_alert(self, conn: sqlite3.Connection, a: alert_pb2.Alert, now: float) -> None:
+    def _insert_alert(
+        self,
+        conn: sqlite3.Connection,
+        a: alert_pb2.Alert,
+        now: float,
+        traceparent: str | None = None,
+    ) -> None:
         a.sequence = self._next(conn, "alert")
         conn.execute(
             "INSERT INTO alerts (alert_id, sequence, rule_id, rule_kind, severity, title, body,"
@@ -241,8 +260,8 @@ class Store:
             ),
         )
         conn.execute(
-            "INSERT INTO outbox (kind, ref_id, created_at) VALUES ('alert', ?, ?)",
-            (a.alert_id, now),
+            "INSERT INTO outbox (kind, ref_id, created_at, traceparent) VALUES ('alert', ?, ?, ?)",
+            (a.alert_id, now, traceparent),
         )
 
     def set_file_state(self, digest: str, state: str) -> None:
@@ -266,7 +285,8 @@ class Store:
         rows = (
             self._reader()
             .execute(
-                "SELECT o.id, o.kind, o.ref_id, COALESCE(r.message, a.message) AS message"
+                "SELECT o.id, o.kind, o.ref_id, COALESCE(r.message, a.message) AS message,"
+                " o.traceparent"
                 " FROM outbox o"
                 " LEFT JOIN results r ON o.kind = 'result' AND r.result_id = o.ref_id"
                 " LEFT JOIN alerts a ON o.kind = 'alert' AND a.alert_id = o.ref_id"
@@ -275,7 +295,7 @@ class Store:
             )
             .fetchall()
         )
-        return [OutboxRow(int(r[0]), str(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+        return [OutboxRow(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), r[4] or "") for r in rows]
 
     def mark_published(self, outbox_ids: Iterable[int]) -> int:
         ids = list(outbox_ids)
@@ -293,10 +313,18 @@ class Store:
                     f" (SELECT ref_id FROM outbox WHERE kind = ? AND id IN ({marks}))",
                     (now, kind, *ids),
                 )
-            cur = conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})", ids)
+            gone = conn.execute(
+                f"DELETE FROM outbox WHERE id IN ({marks}) RETURNING kind, ref_id, traceparent",
+                ids,
+            ).fetchall()
+        if log.isEnabledFor(logging.DEBUG):
+            for kind, ref_id, traceparent in gone:
+                key = "result_id" if kind == "result" else "message_id"
+                with correlation(**{key: ref_id}), within(traceparent):
+                    log.debug("%s acknowledged by the broker: out of the outbox", kind)
         if self.full:
             self.full = not self.ensure_room(0)
-        return cur.rowcount
+        return len(gone)
 
     def outbox_depth(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

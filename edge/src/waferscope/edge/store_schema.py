@@ -1,4 +1,9 @@
-"""The edge database's tables (created with sqlite-utils; versioned in the ``meta`` table)."""
+"""The edge database's tables (created with sqlite-utils; versioned in the ``meta`` table).
+
+Versions: 1 the first; 2 adds ``outbox.traceparent`` (the W3C trace context of the wafer a
+message belongs to). A file of an older version is brought up to date when it is opened (new
+columns are added, existing rows keep empty values); a file of a newer version is refused.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import sqlite_utils
 
 from waferscope.protocols.errors import WaferscopeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(WaferscopeError):
@@ -97,8 +102,9 @@ def create_schema(db: sqlite_utils.Database) -> None:
     # publisher remembers the last id it handed to the MQTT client).
     db.execute(
         "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " kind TEXT NOT NULL, ref_id TEXT NOT NULL, created_at REAL)"
+        " kind TEXT NOT NULL, ref_id TEXT NOT NULL, created_at REAL, traceparent TEXT)"
     )
+    _migrate(db)
     for table, columns, unique in (
         ("results", ["sequence"], True),
         ("results", ["published", "sequence"], False),
@@ -113,3 +119,10 @@ def create_schema(db: sqlite_utils.Database) -> None:
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
         [str(SCHEMA_VERSION)],
     )
+
+
+def _migrate(db: sqlite_utils.Database) -> None:
+    """Bring the tables of an older file up to this version (each step is idempotent)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)").fetchall()}
+    if "traceparent" not in columns:  # v1 -> v2
+        db.execute("ALTER TABLE outbox ADD COLUMN traceparent TEXT")

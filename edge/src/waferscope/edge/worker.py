@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from opentelemetry.trace import Span
+
+from waferscope.edge import observe
 from waferscope.edge.alerts import AlertEngine
 from waferscope.edge.config import EdgeConfig
 from waferscope.edge.engine import ModelSlot, pipeline_settings
@@ -48,6 +51,8 @@ class WaferOutcome:
     result: result_pb2.WaferResult | None = None
     error_code: str = ""
     error_message: str = ""
+    result_id: str = ""  # assigned when the wafer is parsed: its logs carry it from then on
+    trace: observe.WaferTrace | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +85,7 @@ class IngestJob:
     # filled while processing: each prepared wafer with the outcome it will fill in
     prepared: list[tuple[PreparedWafer, WaferOutcome]] = field(default_factory=list)
     outcome: JobOutcome | None = None
+    span: Span | None = None  # edge.ingest (observe.py)
 
     def source(self) -> str | Source:
         if self.content is not None:
@@ -134,7 +140,11 @@ class Worker:
         """Queue a job (blocks while the queue is full; queue.Full after ``timeout``)."""
         if self._stop.is_set():
             raise queue.Full
+        size = len(job.content) if job.content is not None else 0
+        job.span = observe.start_job(job, size)
         self.queue.put(job, timeout=timeout)
+        with observe.file_scope(job):
+            log.info("%s file %s queued (%d bytes)", job.origin, job.name, size)
         self.metrics.queue_depth.set(self.queue.qsize())
 
     @property
@@ -200,6 +210,11 @@ class Worker:
         return jobs
 
     def _parse(self, job: IngestJob) -> None:
+        with observe.file_scope(job), observe.parse_span(job):
+            self._parse_file(job)
+            observe.parsed(job)
+
+    def _parse_file(self, job: IngestJob) -> None:
         known = self.store.file_record(job.digest)
         if known is not None:
             job.outcome = JobOutcome("duplicate", record=known)
@@ -209,22 +224,27 @@ class Worker:
         try:
             for wafer, parse_ms in read_wafers(job.source(), self._options, job.format_hint):
                 index = wafer.provenance.wafer_index
+                pending = WaferOutcome(index, result_id=new_message_id())
+                pending.trace = wt = observe.WaferTrace(job, pending.result_id, wafer)
                 try:
-                    item = prepare(wafer, encoding, parse_ms)
+                    with wt.stage("edge.validate"):
+                        item = prepare(wafer, encoding, parse_ms)
                 except WaferRejectedError as exc:
+                    wt.log(log, logging.WARNING, "wafer refused: %s: %s", exc.code, exc)
+                    wt.end(f"{exc.code}: {exc}")
                     outcome.wafers.append(WaferOutcome(index, None, exc.code, str(exc)))
                     continue
-                pending = WaferOutcome(index)
+                wt.log(log, logging.DEBUG, "wafer parsed (%d dies)", wafer.die_count)
                 outcome.wafers.append(pending)
                 job.prepared.append((item, pending))
         except FormatError as exc:
-            job.prepared.clear()
+            observe.drop_prepared(job, "format_error")
             code = "truncated" if "truncat" in str(exc).lower() else "format_error"
             if type(exc).__name__ == "UnknownFormatError":
                 code = "unknown_format"
             outcome = JobOutcome("rejected", code, str(exc), str(exc.location))
         except (WaferscopeError, OSError) as exc:
-            job.prepared.clear()
+            observe.drop_prepared(job, "format_error")
             outcome = JobOutcome("rejected", "format_error", f"{job.name}: {exc}")
         if outcome.status == "accepted" and not job.prepared:
             reasons = (
@@ -243,12 +263,14 @@ class Worker:
         prepared = [(job, item, pending) for job in fresh for item, pending in job.prepared]
         for start in range(0, len(prepared), cfg.model.max_batch):
             chunk = prepared[start : start + cfg.model.max_batch]
+            began_ns = time.time_ns()
             classified = classify_batch([p[1] for p in chunk], model, self._settings)
+            ended_ns = time.time_ns()
             for (job, _, pending), item in zip(chunk, classified, strict=True):
                 item.times.store_ms = self._store_ms
                 pending.result = wafer_result(
                     item,
-                    result_id=new_message_id(),
+                    result_id=pending.result_id,
                     device_id=cfg.device_id,
                     sequence=0,  # the store numbers results when it commits them
                     correlation_id=job.correlation_id or job.digest,
@@ -259,6 +281,8 @@ class Worker:
                 )
                 if not cfg.store.keep_heatmaps and not cfg.mqtt.include_heatmap:
                     pending.result.ClearField("heatmap")
+                if pending.trace is not None:
+                    pending.trace.classified(pending.result, began_ns, ended_ns, len(chunk))
         results = [
             (job.digest, w.result)
             for job in fresh
@@ -272,6 +296,8 @@ class Worker:
         self._store_full_raised = False
         alerts: list[alert_pb2.Alert] = []
         records: list[FileRecord] = []
+        traces = {w.result_id: w.trace for job in fresh for _, w in job.prepared if w.trace}
+        traceparents = {rid: t.traceparent for rid, t in traces.items() if t.traceparent}
         for job in fresh:
             assert job.outcome is not None
             records.append(self._record(job))
@@ -283,10 +309,18 @@ class Worker:
                     job.tester_id or cfg.tester_id or "",
                 )
         for _, result in results:
-            alerts += self.alerts.on_result(result)
+            raised = self.alerts.on_result(result)
+            if result.result_id in traceparents:  # an alert belongs to its wafer's trace
+                traceparents.update((a.alert_id, traceparents[result.result_id]) for a in raised)
+            alerts += raised
         began = time.perf_counter()
-        self.store.commit(records, results, alerts)
+        began_ns = time.time_ns()
+        self.store.commit(records, results, alerts, traceparents)
         store_ms = (time.perf_counter() - began) * 1000.0
+        ended_ns = time.time_ns()
+        for _, result in results:
+            if (wt := traces.get(result.result_id)) is not None:
+                wt.committed(result, began_ns, ended_ns, len(results))
         if results:  # the next results carry this batch's measured store time per wafer
             self._store_ms = 0.8 * self._store_ms + 0.2 * store_ms / len(results)
         self._observe(fresh, results, alerts, store_ms)
@@ -332,17 +366,18 @@ class Worker:
             self.on_committed()
             log.error("store full (%d bytes used): ingest paused", self.store.used_bytes())
         for job in jobs:
-            job.prepared.clear()
             self._finish(job, JobOutcome("paused", "queue_full", "the edge store is full"))
 
     def _finish(self, job: IngestJob, outcome: JobOutcome) -> None:
-        job.prepared.clear()
+        observe.drop_prepared(job, outcome.status)  # (committed wafers' spans have ended)
         job.outcome = outcome
-        if job.on_done is not None:
-            try:
-                job.on_done(job, outcome)
-            except Exception:
-                log.exception("completing job %s failed", job.name)
+        with observe.file_scope(job):
+            if job.on_done is not None:
+                try:
+                    job.on_done(job, outcome)
+                except Exception:
+                    log.exception("completing job %s failed", job.name)
+        observe.end_job(job, outcome)
 
     def _observe(
         self,

@@ -47,8 +47,10 @@ def _load(config: Path | None):  # type: ignore[no-untyped-def]
 def _database(config: Path | None, *, migrate: bool = True):  # type: ignore[no-untyped-def]
     from waferscope.hub.db import migrate as migrations
     from waferscope.hub.db.engine import Database
+    from waferscope.hub.runner import setup_logging
 
     cfg = _load(config)
+    setup_logging(cfg)  # commands on the database log like the hub does (text or JSON)
     db = Database(cfg.database_url, cfg.database)
     if migrate:
         migrations.upgrade(db.engine)

@@ -383,6 +383,38 @@ class EngineConfig(Section):
     threads: int = Field(default=1, ge=0, le=64, description="onnxruntime threads (0: auto).")
 
 
+# --------------------------------------------------------------------------- tracing
+class TracingConfig(Section):
+    """OpenTelemetry tracing of the ingest (docs/observability.md): each message's span is a
+    child of the edge span whose W3C traceparent came with it. Off: nothing is exported."""
+
+    enabled: bool = Field(default=False, description="Record spans and export them over OTLP.")
+    otlp_endpoint: str = Field(
+        default="http://localhost:4318",
+        description="OTLP/HTTP collector address ('/v1/traces' is added unless present).",
+    )
+    otlp_headers: dict[str, str] = Field(
+        default_factory=dict, description="HTTP headers for the collector (e.g. authorization)."
+    )
+    service_name: str = Field(
+        default="waferscope-hub", min_length=1, description="The service.name of the spans."
+    )
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of traces started at the hub that are kept (0..1); messages follow "
+        "the sampling decision the edge sent with them.",
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 # --------------------------------------------------------------------------- root
 class HubConfig(Section):
     """Configuration of the hub (every process of one installation reads the same file)."""
@@ -395,6 +427,11 @@ class HubConfig(Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Logging threshold."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines for people ('text') or one JSON object per line with each "
+        "message's correlation fields ('json', docs/observability.md).",
+    )
     database: DatabaseConfig = Field(default=DatabaseConfig())
     blobs: BlobConfig = Field(default=BlobConfig())
     mqtt: MqttConfig = Field(default=MqttConfig())
@@ -405,6 +442,7 @@ class HubConfig(Section):
     alerts: AlertRulesConfig = Field(default=AlertRulesConfig())
     notify: NotifyConfig = Field(default=NotifyConfig())
     engine: EngineConfig = Field(default=EngineConfig())
+    tracing: TracingConfig = Field(default=TracingConfig())
 
     # ------------------------------------------------------------------ derived
     def resolve(self, base: Path) -> HubConfig:

@@ -14,16 +14,37 @@ from types import FrameType
 
 from waferscope.hub.config import HubConfig
 from waferscope.hub.config_loader import load_config
+from waferscope.protocols import logs, tracing
 
 log = logging.getLogger("waferscope.hub")
 
 
-def setup_logging(config: HubConfig, worker: int) -> None:
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s [hub w{worker}] %(name)s: %(message)s",
-        force=True,
+def setup_logging(config: HubConfig, worker: int | None = None) -> None:
+    """Logs to stderr as text or JSON lines (docs/observability.md); ``worker`` is the ingest
+    worker number of a process that runs one (None: a CLI command)."""
+    logs.configure_logging(
+        "hub",
+        config.log_level,
+        config.log_format,
+        static={"worker": worker},
+        text_prefix="[hub] " if worker is None else f"[hub w{worker}] ",
     )
+
+
+def setup_tracing(config: HubConfig, worker: int) -> bool:
+    """Install the tracer provider the ``[tracing]`` section asks for; True when on."""
+    t = config.tracing
+    settings = tracing.TracingSettings(
+        enabled=t.enabled,
+        otlp_endpoint=t.otlp_endpoint,
+        otlp_headers=dict(t.otlp_headers),
+        service_name=t.service_name,
+        sample_ratio=t.sample_ratio,
+    )
+    on = tracing.setup_tracing(settings, role="hub", instance=f"{config.mqtt.client_id}-w{worker}")
+    if on:
+        log.info("tracing: OTLP to %s", tracing.traces_url(t.otlp_endpoint))
+    return on
 
 
 def _wait_for_schema(config: HubConfig, timeout: float = 120) -> None:
@@ -61,13 +82,17 @@ def run_ingest(config_path: Path | None, worker: int) -> int:
 
     config = load_config(config_path).config
     setup_logging(config, worker)
-    if worker > 0:
-        _wait_for_schema(config)
-    hub = Hub(config, worker=worker)
-    hub.start_background(ingest=True, services=False)
-    log.info("ingest worker %d running", worker)
-    _until_signal()
-    hub.stop()
+    setup_tracing(config, worker)
+    try:
+        if worker > 0:
+            _wait_for_schema(config)
+        hub = Hub(config, worker=worker)
+        hub.start_background(ingest=True, services=False)
+        log.info("ingest worker %d running", worker)
+        _until_signal()
+        hub.stop()
+    finally:
+        tracing.shutdown_tracing()  # export the spans still buffered
     return 0
 
 
@@ -81,12 +106,14 @@ def _spawn_workers(config_path: Path | None, count: int) -> list[subprocess.Pope
 def run_hub(config_path: Path | None) -> int:
     """The whole hub until SIGTERM/SIGINT."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from waferscope.hub.app import Hub
 
     loaded = load_config(config_path)
     config = loaded.config
     setup_logging(config, 0)
+    setup_tracing(config, 0)
     hub = Hub(config, worker=0)
     hub.start_background()
     children = _spawn_workers(config_path, config.ingest.workers)
@@ -110,6 +137,8 @@ def run_hub(config_path: Path | None) -> int:
                     ssl_ca_certs=str(tls.ca_file) if tls.ca_file else None,
                     ssl_cert_reqs=2 if tls.ca_file else 0,  # ssl.CERT_REQUIRED with a client CA
                     access_log=False,
+                    # JSON lines: uvicorn's loggers go through ours instead of its own format
+                    log_config=None if config.log_format == "json" else LOGGING_CONFIG,
                 )
             )
             # uvicorn handles SIGTERM/SIGINT while it runs and raises the signal again after its
@@ -129,4 +158,5 @@ def run_hub(config_path: Path | None) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         hub.stop()
+        tracing.shutdown_tracing()
     return 0

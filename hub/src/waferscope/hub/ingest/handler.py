@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from waferscope.hub.blobs import BlobError, BlobStore
 from waferscope.hub.db.engine import Database, utcnow
+from waferscope.hub.ingest import observe
 from waferscope.hub.mapcodec import MapCodecError, check_map
 from waferscope.hub.metrics import HubMetrics
 from waferscope.hub.review_policy import QueueSelector
@@ -49,6 +51,8 @@ BAD_INPUT = (TopicError, MessageError, MapCodecError, ValueError, OverflowError)
 class Incoming:
     topic: str
     payload: bytes
+    traceparent: str = ""  # the W3C trace context the edge sent with it (user property)
+    received_ns: int = 0  # when it arrived (time.time_ns()), where known
 
 
 def _kind_of(topic: str) -> str:
@@ -116,8 +120,23 @@ class BatchWriter:
         now = utcnow()
         kind = _kind_of(item.topic)
         self.metrics.messages.labels(kind=kind).inc()
+        seen = observe.Seen(item.topic, kind, item.traceparent, item.received_ns)
+        try:
+            with seen.decoding():
+                self._add(batch, item, seen, kind, now)
+        except (BlobError, OSError) as exc:  # this attempt failed: the caller tries again
+            seen.failed(f"blob store unavailable: {exc}")
+            seen.span.end()
+            raise
+        batch.observed.append(seen)
+
+    def _add(
+        self, batch: Batch, item: Incoming, seen: observe.Seen, kind: str, now: datetime
+    ) -> None:
         try:
             address, message = decode_topic(item.topic, item.payload)
+            seen.identify(message)
+            seen.log(logging.DEBUG, "received %s from %s", kind, address.device_id)
             if address.kind is TopicKind.RESULT:
                 assert isinstance(message, WaferResult)
                 if message.HasField("map"):
@@ -142,7 +161,11 @@ class BatchWriter:
                 batch.births.append(message)
             # deploy acks: counted; the rollout step of the model registry consumes them
         except BAD_INPUT as exc:
-            self._dead(batch, item, str(exc), kind)
+            if not seen.key:
+                seen.guess(item.payload)
+            seen.failed(str(exc))
+            with seen.active():
+                self._dead(batch, item, str(exc), kind)
 
     def add_retrying(
         self, batch: Batch, item: Incoming, *, stop: Callable[[], bool] = lambda: False
@@ -201,6 +224,7 @@ class BatchWriter:
 
     def commit(self, batch: Batch, *, stop: Callable[[], bool] = lambda: False) -> bool:
         """Commit a batch, retrying while the database is unavailable; False if stopped first."""
+        began_ns = time.time_ns()
         delay = 0.2
         while True:
             try:
@@ -208,6 +232,7 @@ class BatchWriter:
                     outcome = self._commit(batch)
                 except IntegrityError:
                     outcome = self._commit_one_by_one(batch)
+                ended_ns = time.time_ns()
                 break
             except (OperationalError, DBAPIError) as exc:
                 self.metrics.db_errors.inc()
@@ -232,6 +257,7 @@ class BatchWriter:
                 self.on_commit(outcome)
             except Exception:  # a listener must never stop the ingest
                 log.exception("post-commit listener failed")
+        observe.committed(batch.observed, outcome, began_ns, ended_ns)
         return True
 
     def handle(self, items: Sequence[Incoming], **kwargs: Any) -> bool:

@@ -34,6 +34,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from waferscope.hub.config import IngestConfig, MqttConfig
 from waferscope.hub.ingest.handler import BatchWriter, Incoming
+from waferscope.hub.ingest.observe import traceparent_of
 from waferscope.hub.metrics import HubMetrics
 from waferscope.hub.store.ingest import Batch
 from waferscope.protocols import topics
@@ -162,9 +163,10 @@ class MqttIngest:
             if msg.qos > 0:
                 self._copies[msg.mid] = self._copies.get(msg.mid, 0) + 1
             session = self._session
-        self._queue.put(
-            _Received(Incoming(msg.topic, bytes(msg.payload)), msg.mid, msg.qos, session)
+        item = Incoming(
+            msg.topic, bytes(msg.payload), traceparent_of(msg.properties), time.time_ns()
         )
+        self._queue.put(_Received(item, msg.mid, msg.qos, session))
 
     # ------------------------------------------------------------------ writer
     def _run(self) -> None:

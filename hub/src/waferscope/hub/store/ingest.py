@@ -271,6 +271,8 @@ class Batch:
     statuses: list[DeviceStatus] = field(default_factory=list)
     births: list[DeviceBirth] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    # not written: each message's log fields and span until the commit (ingest/observe.py)
+    observed: list[Any] = field(default_factory=list)
 
     def __len__(self) -> int:
         return (
