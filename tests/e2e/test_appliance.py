@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from browser import CHROMEDRIVER, CHROMIUM, chromium, images_loaded, ready
-from conftest import DEFECT_PATTERNS, Api, hub_rows, wait_for
+from e2e_support import DEFECT_PATTERNS, Api, hub_rows, wait_for
 
 from waferscope.appliance.processes import waferscope_command
 from waferscope.protocols.formats import read_maps
@@ -166,7 +166,8 @@ def test_wafer_files_reach_the_hub_database_api_and_ui(
 def test_partition_between_edges_and_broker_loses_and_duplicates_nothing(
     start_appliance, val_npz: Path, tmp_path: Path
 ) -> None:
-    app = start_appliance(edges=2)
+    # binary protobuf payloads here (the other test uses the default JSON): the hub reads both
+    app = start_appliance(edges=2, edge_extra={"mqtt": {"encoding": "protobuf"}})
     assert app.broker is not None
     before = 6
     during = 20

@@ -254,6 +254,13 @@ class MqttConfig(Section):
     include_heatmap: bool = Field(
         default=True, description="Send the heatmap inline in each result."
     )
+    encoding: Literal["json", "protobuf"] = Field(
+        default="json",
+        description="Payload of results and alerts: canonical JSON (readable by people and MES "
+        "tools) or binary protobuf (several times cheaper to encode and decode: for high result "
+        "rates and long store-and-forward drains; the hub reads both, by the MQTT content type). "
+        "Status, birth and last-will messages are always JSON.",
+    )
 
     @model_validator(mode="after")
     def _backoff_order(self) -> MqttConfig:

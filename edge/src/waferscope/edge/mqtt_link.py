@@ -146,10 +146,13 @@ class MqttLink:
         )
 
     @staticmethod
-    def _props(message: Any, traceparent: str = "") -> Properties:
+    def _props(
+        message: Any, traceparent: str = "", encoding: messages.PayloadEncoding = "json"
+    ) -> Properties:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ContentType = messages.content_type(message)
-        props.PayloadFormatIndicator = messages.PAYLOAD_FORMAT_UTF8
+        props.ContentType = messages.content_type(message, encoding)
+        if encoding == "json":
+            props.PayloadFormatIndicator = messages.PAYLOAD_FORMAT_UTF8
         if traceparent:  # W3C trace context for the hub's span (docs/observability.md)
             props.UserProperty = [(tracing.TRACEPARENT, traceparent)]
         return props
@@ -356,14 +359,14 @@ class MqttLink:
             result.timings.publish_ms = self._publish_ms
             result.timings.total_ms += self._publish_ms
             topic = topics.result_topic(self.device_id, site=self.site)
-            payload = messages.encode(result)
+            payload = messages.encode(result, self.config.encoding)
             message = result
         else:
             message = alert_pb2.Alert.FromString(row.message)
             topic = topics.alert_topic(self.device_id, site=self.site)
-            payload = messages.encode(message)
+            payload = messages.encode(message, self.config.encoding)
         traceparent = observe.published(span, row, topic, message.sequence)
-        return topic, payload, self._props(message, traceparent)
+        return topic, payload, self._props(message, traceparent, self.config.encoding)
 
     def _publish_status(self, cause: int) -> None:
         self._last_status = time.monotonic()

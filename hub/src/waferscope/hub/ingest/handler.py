@@ -53,6 +53,7 @@ class Incoming:
     payload: bytes
     traceparent: str = ""  # the W3C trace context the edge sent with it (user property)
     received_ns: int = 0  # when it arrived (time.time_ns()), where known
+    content_type: str = ""  # the MQTT v5 content type: binary protobuf or (default) JSON
 
 
 def _kind_of(topic: str) -> str:
@@ -134,7 +135,7 @@ class BatchWriter:
         self, batch: Batch, item: Incoming, seen: observe.Seen, kind: str, now: datetime
     ) -> None:
         try:
-            address, message = decode_topic(item.topic, item.payload)
+            address, message = decode_topic(item.topic, item.payload, item.content_type)
             seen.identify(message)
             seen.log(logging.DEBUG, "received %s from %s", kind, address.device_id)
             if address.kind is TopicKind.RESULT:

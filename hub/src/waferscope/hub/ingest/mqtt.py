@@ -164,7 +164,11 @@ class MqttIngest:
                 self._copies[msg.mid] = self._copies.get(msg.mid, 0) + 1
             session = self._session
         item = Incoming(
-            msg.topic, bytes(msg.payload), traceparent_of(msg.properties), time.time_ns()
+            msg.topic,
+            bytes(msg.payload),
+            traceparent_of(msg.properties),
+            time.time_ns(),
+            getattr(msg.properties, "ContentType", "") or "",
         )
         self._queue.put(_Received(item, msg.mid, msg.qos, session))
 

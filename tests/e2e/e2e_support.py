@@ -1,0 +1,75 @@
+"""Helpers of the end-to-end tests: waiting, reading the hub's database, the hub's JSON API."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from waferscope.appliance import Appliance
+
+DEFECT_PATTERNS = [
+    "Center",
+    "Donut",
+    "Edge-Loc",
+    "Edge-Ring",
+    "Loc",
+    "Near-full",
+    "Random",
+    "Scratch",
+]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def hub_rows(app: Appliance, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the hub's SQLite database (read-only, beside the running hub: WAL mode)."""
+    db = app.layout.hub_database
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []  # the schema is being created
+    finally:
+        conn.close()
+
+
+class Api:
+    """The hub's JSON API with a reviewer's bearer token."""
+
+    def __init__(self, base: str, username: str, password: str) -> None:
+        self.base = base
+        body = self.call("POST", "/api/v1/auth/token", {"username": username, "password": password})
+        self.token = body["access_token"]
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if getattr(self, "token", None):
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(
+            self.base + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers=headers,
+            method=method,
+        )
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return json.load(response)
+
+    def get(self, path: str) -> Any:
+        return self.call("GET", path)
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.call("POST", path, body)
