@@ -232,10 +232,10 @@ def main() -> int:
                 rows.append(row)
     (WORK / "store_forward.json").write_text(json.dumps(rows, indent=2))
     print(
-        "\n| results | encoding | max_inflight | drain s | results/s | lost | duplicates "
-        "| CPU s edge / hub / broker |"
+        "\n| results | encoding | max_inflight | hub workers | drain s | results/s | lost "
+        "| duplicates | CPU s edge / hub / broker |"
     )
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
         c = r["cpu_s"]
         print(

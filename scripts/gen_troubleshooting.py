@@ -514,13 +514,18 @@ CODES: dict[str, Entry] = {
         todo="Submit again once the agent is back.",
     ),
     "internal": Entry(
-        shape="`internal error: <exception>`.",
-        shows="The log: `processing failed; the jobs stay unprocessed` with a traceback. Hot "
-        "folder: the file stays and is tried again at the next scan. gRPC: `REJECTED` with "
-        "code `queue_full` and this message.",
-        means="An unexpected exception while processing a batch; nothing of the batch was stored.",
-        todo="A bug: report it with the file and the traceback. Move the file out of the hot "
-        "folder to stop the retries.",
+        shape="`internal error: <exception>`, or `edge database error: <sqlite reason>`.",
+        shows="The log: `processing failed; the jobs stay unprocessed` with a traceback, or "
+        "`the edge database refused the batch (<reason>); the files are retried`. Hot folder: "
+        "the file stays and is tried again at the next scan. gRPC: `REJECTED` with code "
+        "`internal` and this message.",
+        means="An unexpected exception while processing a batch, or SQLite refusing the commit "
+        "(e.g. `database is locked` after its 30 s wait, when another program holds the edge "
+        "database); nothing of the batch was stored.",
+        todo="For a database error: find what else opens the edge database (a backup tool, a "
+        "second agent with the same `data_dir`) and stop it; the files go through at the next "
+        "scan. Otherwise a bug: report it with the file and the traceback. Move the file out of "
+        "the hot folder to stop the retries.",
     ),
     "timeout": Entry(
         shape="`classification did not finish in time; submit again (a file already stored is "
@@ -596,8 +601,9 @@ STATUSES: dict[str, Entry] = {
     ),
     "paused": Entry(
         shape="",
-        shows="Hot folder: the file stays. gRPC: `REJECTED`, code `queue_full`.",
-        means="Not processed now: store full, or an internal error.",
+        shows="Hot folder: the file stays. gRPC: `REJECTED`, code `queue_full` (store full) or "
+        "`internal`.",
+        means="Not processed now: store full, or an internal or database error.",
         todo="",
     ),
     "shutdown": Entry(
@@ -747,11 +753,11 @@ SITUATIONS: tuple[Situation, ...] = (
             "-e mosquitto.conf` and stop them by process id (`kill <pid>`, SIGTERM) before "
             "starting again.",
             "A stand-alone edge agent whose panel port (`panel.port`, 8080) is taken stops "
-            "with `waferscope: internal error: OSError: the panel did not start (is the port in "
-            "use?) ...` (exit status 70; despite the wording, a port conflict, not a bug). A "
-            "taken gRPC address (`ingest.grpc.listen`) also stops it with an internal-error "
-            "line naming the address. Choose another port, or `panel.port = 0` for any free "
-            "one (the log line `panel on http://...` says which).",
+            "with `waferscope: error: the panel could not listen on <host>:<port> (is the port "
+            "in use? set panel.port)`, exit status 1. A taken gRPC address "
+            "(`ingest.grpc.listen`) stops it with `waferscope: error: cannot listen on "
+            "<address>`. Choose another port, or `panel.port = 0` for any free one (the log "
+            "line `panel on http://...` says which).",
             "The hub: its log shows uvicorn's `address already in use` and the process exits; "
             "set `http.port`.",
         ),
@@ -759,7 +765,8 @@ SITUATIONS: tuple[Situation, ...] = (
             ("appliance/src/waferscope/appliance/broker.py", "is already in use"),
             ("appliance/src/waferscope/appliance/processes.py", "before {what}; its log"),
             ("appliance/src/waferscope/appliance/launcher.py", "DEFAULT_HUB_PORT = 8400"),
-            ("edge/src/waferscope/edge/panel/__init__.py", "the panel did not start (is the port"),
+            ("edge/src/waferscope/edge/panel/__init__.py", "the panel could not listen on"),
+            ("protocols/src/waferscope/protocols/cli/main.py", "except OSError as exc"),
             ("appliance/src/waferscope/appliance/processes.py", "start_new_session=True"),
         ),
     ),

@@ -248,3 +248,34 @@ def test_results_nobody_received_stay_in_the_outbox_until_a_subscriber_comes(
             sub.close()
     finally:
         w.agent.stop()
+
+
+def test_a_database_error_pauses_the_batch_and_the_worker_lives_on(
+    tmp_path: Path, bundle_dir: Path, broker: Broker, subscriber: Subscriber, val_npz: Path
+) -> None:
+    """A commit refused by SQLite (here: 'database is locked', injected once) leaves the files
+    in the hot folder; the worker thread survives and takes them again."""
+    import sqlite3
+
+    w = start_agent(agent_toml(tmp_path, bundle_dir, broker.port))
+    real_commit = w.store.commit
+    failures = []
+
+    def flaky_commit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not failures:
+            failures.append(1)
+            raise sqlite3.OperationalError("database is locked")
+        return real_commit(*args, **kwargs)
+
+    w.store.commit = flaky_commit  # type: ignore[method-assign]
+    try:
+        incoming, done, rejected = folders(w)
+        wafers = list(dataset_wafers(val_npz, 6))
+        for i, wafer in enumerate(wafers):
+            drop(incoming, f"l{i:03d}.xml", wafer_bytes(wafer))
+        wait_for(lambda: len(subscriber.unique_results()) == 6, 60, what="all six after the error")
+        assert failures == [1]
+        assert w.worker._thread.is_alive()
+        assert len(list(done.iterdir())) == 6 and not list(rejected.iterdir())
+    finally:
+        w.agent.stop()

@@ -113,3 +113,23 @@ def test_sigterm_finishes_cleanly_and_restart_completes(
     finally:
         _stop(proc)
         sub.close()
+
+
+def test_a_panel_port_in_use_is_one_clear_error(tmp_path: Path, bundle_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = agent_toml(tmp_path, bundle_dir, 1, panel=True)
+        config.write_text(config.read_text().replace("port = 0", f"port = {port}"))
+        log = tmp_path / "agent.log"
+        proc = agent_process(config, log)
+        assert proc.wait(60) == 1
+    errors = [line for line in log.read_text().splitlines() if line.startswith("waferscope:")]
+    assert len(errors) == 1, log.read_text()
+    assert errors[0].startswith(
+        f"waferscope: error: the panel could not listen on 127.0.0.1:{port}"
+    )
+    assert "internal error" not in log.read_text()

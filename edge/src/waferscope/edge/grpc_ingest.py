@@ -224,7 +224,13 @@ class TesterIngestService(ingest_pb2_grpc.TesterIngestServicer):
             correlation_id=job.correlation_id, file_name=job.name, sha256=job.digest
         )
         if outcome.status in ("paused", "shutdown"):
-            code = "queue_full" if outcome.status == "paused" else "shutting_down"
+            # paused: the store is full ("queue_full") or the batch failed ("internal"); both are
+            # worth a retry later, but the tester is told which one it was
+            code = (
+                (outcome.error_code or "queue_full")
+                if outcome.status == "paused"
+                else "shutting_down"
+            )
             return _rejected(job.name, job.correlation_id, job.digest, code, outcome.error_message)
         if outcome.status == "duplicate":
             results = self.store.results_of_file(job.digest)

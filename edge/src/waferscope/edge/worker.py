@@ -168,11 +168,18 @@ class Worker:
                 jobs = self._gather(first)
                 self._process(jobs)
             except sqlite3.OperationalError as exc:
-                if "full" not in str(exc):
-                    raise
-                log.error("the disk is full: %s", exc)
-                self.store.full = True
-                self._pause(jobs)
+                if "full" in str(exc):
+                    log.error("the disk is full: %s", exc)
+                    self.store.full = True
+                    self._pause(jobs)
+                else:  # e.g. "database is locked": nothing was committed; the files are retried
+                    log.error(
+                        "the edge database refused the batch (%s); the files are retried", exc
+                    )
+                    for job in jobs:
+                        self._finish(
+                            job, JobOutcome("paused", "internal", f"edge database error: {exc}")
+                        )
             except Exception as exc:  # a bug must not kill the agent: the jobs are retried
                 log.exception("processing failed; the jobs stay unprocessed")
                 for job in jobs:

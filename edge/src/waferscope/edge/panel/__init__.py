@@ -46,7 +46,11 @@ class PanelServer:
         while not self._server.started and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.02)
         if not self._server.started:
-            raise OSError("the panel did not start (is the port in use?)")
+            cfg = self._server.config
+            raise OSError(
+                f"the panel could not listen on {cfg.host}:{cfg.port} (is the port in use? "
+                "set panel.port)"
+            )
         for server in self._server.servers:
             for sock in server.sockets:
                 self.port = sock.getsockname()[1]

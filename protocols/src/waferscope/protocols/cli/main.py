@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `waferscope inspect ... | head`
         return 0
+    except OSError as exc:  # the machine, not the program: a port in use, a permission, a disk
+        print(f"waferscope: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except SystemExit as exc:  # raised by typer/click for --help and usage errors
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_ERROR
     except Exception as exc:
