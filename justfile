@@ -53,6 +53,12 @@ bench: setup
     {{bin}}pip install --quiet -c constraints.txt -r benchmarks/requirements-stdf.txt
     {{bin}}python benchmarks/stdf_parse.py
 
+# the whole appliance: file to hub row (1 and 2 edges) and the 100,000-result drain (~15 min)
+bench-appliance: setup
+    {{bin}}python benchmarks/appliance_path.py --edges 1 --rates 25 50 100 150 --duration 30
+    {{bin}}python benchmarks/appliance_path.py --edges 2 --rates 25 50 100 150 --duration 30
+    {{bin}}python benchmarks/store_forward.py --results 100000 --encodings json protobuf --max-inflight 2000 --hub-workers 2
+
 # remove build and test leftovers (keeps .venv)
 clean:
     rm -rf out test-artifacts benchmarks/.work .pytest_cache .mypy_cache .ruff_cache .hypothesis
