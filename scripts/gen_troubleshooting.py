@@ -298,6 +298,24 @@ ERRORS: dict[str, Entry] = {
         "a typo), a value out of range, a missing `device_id`.",
         todo="Fix the named line; `docs/edge-config.md` lists every key with its range.",
     ),
+    "edge.ReloadRefusedError": Entry(
+        shape="`model reload is disabled: the panel listens on <host>, not only on this machine, "
+        "and no panel.api_token or panel.api_token_file is configured`, `send the panel's API "
+        "token as 'Authorization: Bearer <token>'`, `bundle folder <path> is not under an "
+        "allowed folder (<folders>); add its folder to panel.reload_dirs`, `the bundle folder "
+        "must be an absolute path, not '<path>'`, `model reload is disabled: "
+        "panel.api_token_file <path> is empty`.",
+        shows="`POST /api/model/reload`: HTTP 403, 401 or 400 with "
+        '`{"swapped": false, "error": "<message>", "model": "<running version>"}`; the agent '
+        "logs `model reload refused (HTTP <status>): <message>`. The running model stays.",
+        means="The panel would not load that bundle for that caller: a panel reachable from the "
+        "network without a token, a missing or wrong token, or a folder outside the configured "
+        "bundle's folder and `panel.reload_dirs` (links and `..` resolved).",
+        todo="Set `panel.api_token_file` (a file holding 16 characters or more) and send it as "
+        "a bearer token; copy the bundle next to the configured one or add its folder to "
+        "`panel.reload_dirs`; give an absolute path. See *The panel* in "
+        "`docs/operator-guide.md`.",
+    ),
     # ------------------------------------------------------------------ hub
     "hub.AuthError": Entry(
         shape="`a password needs at least <n> characters`, `user '<name>' exists already`, "
@@ -348,7 +366,9 @@ ERRORS: dict[str, Entry] = {
     "hub.ReviewError": Entry(
         shape="`a review needs a pattern`, `no result <id>`.",
         shows="API `POST /api/v1/results/<id>/review`: HTTP 400 with the message. UI: the "
-        "wafer page is shown again.",
+        "wafer page again (HTTP 422) with `Choose a pattern (keys 1–9) before saving the "
+        "label.` (or `The label was not saved: <message>.`) above the form, the entered root "
+        "cause and comment kept.",
         means="A review without a pattern, or for a result the hub does not have.",
         todo="Choose a pattern (keys 1-9) before saving; check the result id.",
     ),
@@ -356,7 +376,7 @@ ERRORS: dict[str, Entry] = {
         shape="`map <rows>x<cols> is too large to store`, `not a version-<n> map blob`, "
         "`<what> blob is corrupt: ...`, ...",
         shows="Ingest: the result becomes a dead letter (as `MessageError`). Reading a stored "
-        "map or heatmap: the wafer's picture fails with HTTP 500.",
+        "map or heatmap: see `CorruptBlobError` (HTTP 409).",
         means="A wafer map or heatmap that cannot be packed into, or unpacked from, the hub's "
         "compact blob format.",
         todo="For dead letters, see `MessageError`. A corrupt stored blob means the blob store "
@@ -375,11 +395,24 @@ ERRORS: dict[str, Entry] = {
     ),
     "hub.BlobNotFoundError": Entry(
         shape="`no blob <key>`, `not a blob key: '<key>'`.",
-        shows="The wafer's map or overlay picture fails with HTTP 500 (an internal server "
-        "error: the code does not turn it into a 404).",
+        shows="The wafer's map or overlay picture (and SHAP) answers HTTP 404 `the map blob "
+        "<key> of result <id> is missing from the blob store` (or `heatmap`); the hub logs the "
+        "same line once per request.",
         means="A row names a blob that is not in the store: blobs deleted or a store restored "
         "from another time than the database.",
         todo="Back up and restore the database and the blob store together.",
+    ),
+    "hub.CorruptBlobError": Entry(
+        shape="`the map blob <key> of result <id> is corrupt: <reason>` (or `heatmap`); the "
+        "reason is the `MapCodecError` or `MessageError` message, `the map has no dies` or "
+        "`the heatmap is empty`.",
+        shows="The wafer's map or overlay picture (and SHAP) answers HTTP 409 with the message "
+        "(the error page, or JSON under `/api`); the hub logs the same line once per request, "
+        "without a traceback.",
+        means="The blob is in the store but its bytes are not a map or heatmap the hub wrote: "
+        "changed or truncated outside the hub (a disk error, a bad restore, a hand edit).",
+        todo="Restore the blob store from a backup taken with the database. The key is the "
+        "SHA-256 of the original bytes, so a restored blob can be checked with `sha256sum`.",
     ),
     # ------------------------------------------------------------------ appliance
     "appliance.ApplianceError": Entry(
@@ -670,17 +703,27 @@ HTTP: dict[str, Entry] = {
     ),
     "hub 404": Entry(
         shape="`no result <id>`, `no map for result <id>`, `no heatmap for result <id>`, "
-        "`no user '<name>'`",
+        "`the map blob <key> of result <id> is missing from the blob store`, `no user '<name>'`",
         shows="API, UI (error page)",
-        means="An unknown id or path; a result without a stored map or heatmap.",
+        means="An unknown id or path; a result without a stored map or heatmap; a blob the "
+        "database names but the blob store lacks (see `BlobNotFoundError`).",
         todo="Check the id. Results without a heatmap come from edges with "
-        "`model.explain = false` or `mqtt.include_heatmap = false`.",
+        "`model.explain = false` or `mqtt.include_heatmap = false`. A missing blob: restore "
+        "the database and the blob store together.",
+    ),
+    "hub 409": Entry(
+        shape="`the map blob <key> of result <id> is corrupt: <reason>` (or `heatmap`)",
+        shows="UI (error page; the picture does not show), API",
+        means="A stored map or heatmap cannot be decoded; see `CorruptBlobError`.",
+        todo="Restore the blob store from a backup.",
     ),
     "hub 422": Entry(
-        shape='`{"status_code": 422, "detail": "<message>"}`',
-        shows="`POST /api/v1/uploads`",
-        means="The upload was refused; see `UploadError`, `FormatError`, `BundleError`.",
-        todo="Read the detail.",
+        shape='`{"status_code": 422, "detail": "<message>"}`; the wafer page with '
+        "`Choose a pattern (keys 1–9) before saving the label.`",
+        shows="`POST /api/v1/uploads`; the wafer page's review form",
+        means="The upload was refused (see `UploadError`, `FormatError`, `BundleError`); a "
+        "review was saved without a pattern (see `ReviewError`).",
+        todo="Read the detail; choose a pattern and save again (the form keeps what you entered).",
     ),
     "hub 503": Entry(
         shape='`{"ready": false, "checks": {"database": ..., "schema": ..., "blobs": '
@@ -690,6 +733,30 @@ HTTP: dict[str, Entry] = {
         "(`waferscope hub migrate`), blob store unusable, or the ingest not connected to the "
         "broker.",
         todo="Fix the failing check; the hub log says more.",
+    ),
+    "edge panel 400": Entry(
+        shape='`{"swapped": false, "error": "the bundle folder must be an absolute path, '
+        "not '<path>'\", ...}`",
+        shows="`POST /api/model/reload`",
+        means="A relative bundle path; see `ReloadRefusedError`.",
+        todo="Send the bundle folder's absolute path.",
+    ),
+    "edge panel 401": Entry(
+        shape='`{"swapped": false, "error": "send the panel\'s API token as \'Authorization: '
+        "Bearer <token>'\", ...}`",
+        shows="`POST /api/model/reload`",
+        means="A token is configured (`panel.api_token_file` or `panel.api_token`) and the "
+        "request did not send it, or sent another.",
+        todo="Send `Authorization: Bearer <token>` with the configured token.",
+    ),
+    "edge panel 403": Entry(
+        shape='`{"swapped": false, "error": "model reload is disabled: ...", ...}` or `... '
+        'bundle folder <path> is not under an allowed folder (<folders>) ..."`',
+        shows="`POST /api/model/reload`",
+        means="The panel listens on a non-loopback address without a token, or the bundle "
+        "folder lies outside the allowed folders; see `ReloadRefusedError`.",
+        todo="Configure `panel.api_token_file`; put the bundle next to the configured one or "
+        "add its folder to `panel.reload_dirs`.",
     ),
     "edge panel 404": Entry(
         shape="`no stored result <id>`",

@@ -116,6 +116,29 @@ def test_yaml_lines_and_env_names_in_errors(tmp_path: Path) -> None:
     assert "'/'" in str(info.value)
 
 
+def test_panel_reload_options(tmp_path: Path) -> None:
+    """The reload token and folders: paths from the config's folder, one token source only."""
+    path = write(
+        tmp_path,
+        "edge.toml",
+        'device_id = "a"\n[panel]\nhost = "0.0.0.0"\napi_token_file = "secrets/panel.token"\n'
+        'reload_dirs = ["bundles", "/srv/bundles"]\n',
+    )
+    panel = load_config(path, environ={}).config.panel
+    assert panel.api_token_file == tmp_path / "secrets" / "panel.token"
+    assert panel.reload_dirs == [tmp_path / "bundles", Path("/srv/bundles")]
+    both = write(
+        tmp_path,
+        "both.toml",
+        'device_id = "a"\n[panel]\napi_token = "0123456789abcdef"\napi_token_file = "t"\n',
+    )
+    with pytest.raises(ConfigError, match="set api_token or api_token_file, not both"):
+        load_config(both, environ={})
+    short = write(tmp_path, "short.toml", 'device_id = "a"\n[panel]\napi_token = "abc"\n')
+    with pytest.raises(ConfigError, match=r"panel\.api_token"):
+        load_config(short, environ={})
+
+
 def test_syntax_errors_and_missing_device(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"edge.toml:2: not valid TOML"):
         load_config(write(tmp_path, "edge.toml", 'device_id = "a"\nport = \n'), environ={})

@@ -81,8 +81,22 @@ def test_json_api_metrics_and_health(panel_agent: Wiring) -> None:
     assert status == 200 and body == b"ok"
     status, body, _ = get(f"{root}/readyz")
     assert status == 200 and json.loads(body)["ready"]
+    # every stored result's way from its commit to the broker's PUBACK, and only results'
+    wait_for(
+        lambda: (
+            "waferscope_edge_store_to_ack_seconds_count 11.0" in get(f"{root}/metrics")[1].decode()
+        ),
+        10,
+        what="11 store-to-ack observations",
+    )
     status, body, ctype = get(f"{root}/metrics")
     text = body.decode()
+    total = next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("waferscope_edge_store_to_ack_seconds_sum")
+    )
+    assert 0 < total < 11 * 60, total
     assert status == 200 and ctype.startswith("text/plain")
     for name in (
         "waferscope_edge_wafers_total",
@@ -193,3 +207,117 @@ def test_panel_in_headless_chromium(panel_agent: Wiring, artifacts_dir: Path) ->
         driver.quit()
     assert (artifacts_dir / "edge-panel-overview.png").stat().st_size > 10_000
     time.sleep(0)
+
+
+def post_json(url: str, body: object = None, token: str | None = None) -> tuple[int, dict]:  # type: ignore[type-arg]
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(
+        url, data=json.dumps(body or {}).encode(), headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def reload_agent(folder: Path, bundle: Path, broker: Broker, panel: str) -> Wiring:
+    """An agent with its panel, the bundle at ``bundle``; ``panel``: more [panel] lines."""
+    folder.mkdir(parents=True, exist_ok=True)
+    w = build_agent(
+        load_config(agent_toml(folder, bundle, broker.port, panel, panel=True), environ={}).config
+    )
+    w.agent.start()
+    return w
+
+
+def test_model_reload_loads_only_bundles_under_allowed_folders(
+    tmp_path: Path, bundle_dir: Path, broker: Broker
+) -> None:
+    """The configured bundle's folder and panel.reload_dirs; nothing else, however it is named."""
+    for name in ("bundles/current", "bundles/next", "extra/other", "elsewhere/bundle"):
+        shutil.copytree(bundle_dir, tmp_path / name)
+    (tmp_path / "bundles" / "link").symlink_to(tmp_path / "elsewhere" / "bundle")
+    w = reload_agent(tmp_path, tmp_path / "bundles" / "current", broker, 'reload_dirs = ["extra"]')
+    try:
+        url = base(w) + "/api/model/reload"
+        status, body = post_json(url)  # no path: the running bundle again
+        assert status == 200 and body["swapped"], body
+        status, body = post_json(url, {"path": str(tmp_path / "bundles" / "next")})
+        assert status == 200 and body["swapped"], body
+        assert w.slot.current.bundle.folder == tmp_path / "bundles" / "next"
+        for outside in (
+            tmp_path / "elsewhere" / "bundle",
+            tmp_path / "bundles" / ".." / "elsewhere" / "bundle",
+            tmp_path / "bundles" / "link",
+        ):
+            status, body = post_json(url, {"path": str(outside)})
+            assert status == 403 and not body["swapped"], (outside, status, body)
+            assert "not under an allowed folder" in body["error"], body
+            assert str(tmp_path / "bundles") in body["error"] and "reload_dirs" in body["error"]
+            assert w.slot.current.bundle.folder == tmp_path / "bundles" / "next"
+        status, body = post_json(url, {"path": "bundles/next"})
+        assert status == 400 and "absolute" in body["error"]
+        status, body = post_json(url, {"path": str(tmp_path / "extra" / "other")})
+        assert status == 200 and w.slot.current.bundle.folder == tmp_path / "extra" / "other"
+        status, body = post_json(url, {"path": str(tmp_path / "extra" / "missing")})
+        assert status == 409 and body["model"] == "tiny-test-1"  # allowed, but no bundle there
+    finally:
+        w.agent.stop()
+
+
+def test_model_reload_from_the_network_needs_a_token(
+    tmp_path: Path, bundle_dir: Path, broker: Broker
+) -> None:
+    """A panel on 0.0.0.0: no token configured, no reload at all; with one, only with it."""
+    bundle = tmp_path / "bundles" / "current"
+    shutil.copytree(bundle_dir, bundle)
+    w = reload_agent(tmp_path / "open", bundle, broker, 'host = "0.0.0.0"')
+    try:
+        url = base(w) + "/api/model/reload"
+        status, body = post_json(url)
+        assert status == 403 and not body["swapped"], (status, body)
+        assert "disabled" in body["error"] and "panel.api_token" in body["error"]
+        assert get(base(w) + "/api/status")[0] == 200  # the rest of the panel still answers
+    finally:
+        w.agent.stop()
+
+    token = "t0ken-" + "k" * 26
+    (tmp_path / "guarded").mkdir()
+    (tmp_path / "guarded" / "panel.token").write_text(token + "\n", encoding="utf-8")
+    w = reload_agent(
+        tmp_path / "guarded", bundle, broker, 'host = "0.0.0.0"\napi_token_file = "panel.token"'
+    )
+    try:
+        url = base(w) + "/api/model/reload"
+        for sent in (None, "wrong-" + "k" * 26):
+            status, body = post_json(url, token=sent)
+            assert status == 401 and "Bearer" in body["error"], (status, body)
+        status, body = post_json(url, {"path": str(bundle)}, token=token)
+        assert status == 200 and body["swapped"], body
+        status, body = post_json(url, {"path": str(tmp_path / "guarded")}, token=token)
+        assert status == 403 and "not under an allowed folder" in body["error"]
+    finally:
+        w.agent.stop()
+
+
+def test_which_hosts_count_as_this_machine_and_an_empty_token_file(tmp_path: Path) -> None:
+    from waferscope.edge.config import EdgeConfig
+    from waferscope.edge.panel.access import ReloadGuard, is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.7.20", "prober-07"))
+    (tmp_path / "empty.token").write_text("\n", encoding="utf-8")
+    config = EdgeConfig.model_validate(
+        {"device_id": "a", "panel": {"api_token_file": "empty.token"}}
+    ).resolve(tmp_path)
+    guard = ReloadGuard.from_config(config)
+    assert guard.disabled and "empty.token is empty" in guard.disabled  # even on loopback
+    with pytest.raises(OSError, match=r"panel\.api_token_file"):
+        ReloadGuard.from_config(
+            EdgeConfig.model_validate(
+                {"device_id": "a", "panel": {"api_token_file": "missing.token"}}
+            ).resolve(tmp_path)
+        )

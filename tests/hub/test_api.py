@@ -255,3 +255,158 @@ def test_pages_render(hub, client, data_dir: Path) -> None:  # type: ignore[no-u
     assert "httponly" in login.headers["set-cookie"].lower()
     assert "samesite=strict" in login.headers["set-cookie"].lower()
     _ = io  # keep the import for readers of binary responses
+
+
+def _unique_result(seed: int):  # type: ignore[no-untyped-def]
+    """A result whose map no other test draws (the picture cache is keyed by blob content)."""
+    rng = np.random.default_rng(seed)
+    grid = np.where(rng.random((31, 29)) < 0.2, 2, 1).astype(np.uint8)
+    grid[0, :3] = 0
+    return make_result(grid, "Random", seed, confidence=0.4)
+
+
+def _blob_keys(hub, result_id: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from waferscope.hub.db.schema import Heatmap, Result, Wafer
+
+    with hub.db.session() as s:
+        map_blob = s.scalar(
+            select(Wafer.map_blob)
+            .join(Result, Result.wafer_ref == Wafer.id)
+            .where(Result.result_id == result_id)
+        )
+        heat = s.get(Heatmap, result_id)
+        assert map_blob and heat is not None
+        return map_blob, heat.blob
+
+
+def test_pictures_of_missing_or_corrupt_blobs(hub, client, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A lost blob is a 404 and a damaged one a 409, each naming the blob and logged once."""
+    import logging
+    import struct
+    import zlib
+
+    msgs = [_unique_result(9000 + i) for i in range(4)]
+    feed(hub, msgs)
+    h = bearer(hub, "reviewer")
+    root = hub.blobs.root
+
+    def ask(rid: str, picture: str, status: int, *needles: str) -> None:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="waferscope.hub"):
+            res = client.get(f"/ui/wafers/{rid}/{picture}", headers=h)
+        assert res.status_code == status, (picture, res.status_code, res.text[-300:])
+        assert "Traceback" not in res.text and "Internal Server Error" not in res.text
+        for needle in needles:
+            assert needle in res.text, (picture, needle, res.text[-300:])
+        logged = [r for r in caplog.records if r.name.startswith("waferscope.hub")]
+        assert len(logged) == 1 and logged[0].exc_info is None, logged
+        assert all(n in logged[0].getMessage() for n in needles)
+
+    # the map blob is gone
+    missing = msgs[0].result_id
+    map_key, _ = _blob_keys(hub, missing)
+    (root / map_key).unlink()
+    for picture in ("map.png", "overlay.png"):
+        ask(missing, picture, 404, "missing", map_key, missing)
+
+    # the map blob is not a map blob at all, or its states do not fit its shape
+    garbage = msgs[1].result_id
+    map_key, _ = _blob_keys(hub, garbage)
+    (root / map_key).write_bytes(b"\x00garbage" * 4)
+    for picture in ("map.png", "overlay.png"):
+        ask(garbage, picture, 409, "corrupt", map_key, "not a version-1 map blob")
+    short = msgs[2].result_id
+    map_key, _ = _blob_keys(hub, short)
+    (root / map_key).write_bytes(struct.pack("<2sBBHHii", b"WM", 1, 0, 31, 29, 0, 0) + b"\x55" * 9)
+    ask(short, "map.png", 409, "corrupt", map_key, "state bytes")
+
+    # the heatmap blob is gone, then damaged; the map itself still draws
+    heat_case = msgs[3].result_id
+    _, heat_key = _blob_keys(hub, heat_case)
+    (root / heat_key).unlink()
+    ask(heat_case, "overlay.png", 404, "missing", heat_key, "heatmap")
+    assert client.get(f"/ui/wafers/{heat_case}/map.png", headers=h).status_code == 200
+    header = struct.pack("<2sBBHH", b"WH", 1, 1, 64, 64)
+    (root / heat_key).write_bytes(header + zlib.compress(b"\x01" * 100))
+    ask(heat_case, "overlay.png", 409, "corrupt", heat_key, "wrong number of bytes")
+
+
+def test_review_form_without_a_pattern_says_so(hub, client, tester_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """An unclassified upload saved without a pattern: the page says why, and keeps the form."""
+    h = bearer(hub, "reviewer")
+    path = tester_dir / "stdf" / "a595.stdf.gz"
+    up = client.post(
+        "/api/v1/uploads",
+        headers=h,
+        files={"data": (path.name, path.read_bytes(), "application/octet-stream")},
+    )
+    rid = up.json()["result_ids"][0]
+    page = client.get(f"/ui/wafers/{rid}", headers=h).text
+    assert "not classified" in page and 'id="review-error"' not in page
+    assert "checked" not in page.split('id="review-form"')[1].split("</fieldset>")[0]
+    res = client.post(
+        f"/ui/wafers/{rid}/review",
+        headers=h,
+        follow_redirects=False,
+        data={"root_cause": "probe-card", "comment": "looks like a <scratch>"},
+    )
+    assert res.status_code == 422, (res.status_code, res.headers.get("location"))
+    assert 'id="review-error"' in res.text and "Choose a pattern" in res.text
+    assert 'value="probe-card"' in res.text
+    assert ">looks like a &lt;scratch&gt;</textarea>" in res.text
+    detail = client.get(f"/api/v1/results/{rid}", headers=h).json()
+    assert detail["label"] is None and detail["queue"]["state"] == "open"
+    # a blank pattern is no pattern either
+    kept = client.post(f"/ui/wafers/{rid}/review", headers=h, data={"pattern": " ", "comment": "x"})
+    assert kept.status_code == 422 and "Choose a pattern" in kept.text
+    ok = client.post(
+        f"/ui/wafers/{rid}/review",
+        headers=h,
+        follow_redirects=False,
+        data={"pattern": "Scratch", "root_cause": "probe-card", "comment": ""},
+    )
+    assert ok.status_code == 303
+    assert client.get(f"/api/v1/results/{rid}", headers=h).json()["label"]["pattern"] == "Scratch"
+
+
+def test_help_lists_every_key_the_page_script_handles(hub, client, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The script takes its keys from the page (``data-shortcuts``); the help page shows each."""
+    import html
+    import json
+    import re
+
+    feed(hub, list(results(data_dir, 2, confidence=0.4)))
+    h = bearer(hub, "reviewer")
+    script = client.get("/static/hub.js").text
+    # the script compares the key with none of its own (modifier keys pressed alone aside) ...
+    named = set(re.findall(r"""ev\.key\s*===?\s*["']([^"']+)["']""", script))
+    assert named <= {"Shift", "Control", "Alt", "Meta"}, named
+    actions = set(re.findall(r'^\s*"([a-z-]+)": function', script, re.MULTILINE))
+    assert {"go", "choose", "save", "row-next"} <= actions
+
+    def table_of(text: str) -> dict[str, dict[str, dict[str, object]]]:
+        found = re.search(r'<body [^>]*data-shortcuts="([^"]*)"', text)
+        assert found, text[:400]
+        return json.loads(html.unescape(found.group(1)))  # type: ignore[no-any-return]
+
+    help_page = client.get("/ui/help", headers=h).text
+    table = table_of(help_page)
+    rid = client.get("/api/v1/queue", headers=h).json()["items"][0]["result_id"]
+    for url in ("/ui/queue", f"/ui/wafers/{rid}", "/login"):  # the same table on every page
+        assert table_of(client.get(url, headers=h).text) == table
+    listed = {(key, str(spec["action"])) for keys in table.values() for key, spec in keys.items()}
+    # ... so what it handles is what the table lists: every action listed is one it has, and
+    # every action it has is listed
+    assert {action.split(":")[0] for _, action in listed} == actions
+    rows = re.findall(r'<tr data-keys="([^"]*)" data-action="([^"]*)">', help_page)
+    shown = {(k, html.unescape(a)) for keys, a in rows for k in html.unescape(keys).split(" | ")}
+    assert shown == listed
+    for key in ("g q", "g r", "g a", "g t", "g d", "?", "ArrowDown", "ArrowUp", "Control+Enter"):
+        assert key in {k for k, _ in listed}, key
+    for needle in ("<kbd>g</kbd> <kbd>t</kbd>", "<kbd>g</kbd> <kbd>d</kbd>", "<kbd>↓</kbd>"):
+        assert needle in help_page, needle
+    for _, action in listed:
+        if action.startswith("go:"):
+            assert client.get(action[3:], headers=h).status_code == 200, action

@@ -157,3 +157,78 @@ def test_review_a_wafer_in_chromium(served, browser, artifacts_dir: Path) -> Non
         for r in d.find_elements(By.CSS_SELECTOR, "#results-table tr.row")
     )
     d.save_screenshot(str(artifacts_dir / "hub-7-results.png"))
+
+
+def _log_in(d: Any, root: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    d.get(root + "/login")
+    d.find_element(By.ID, "username").send_keys("reviewer1")
+    d.find_element(By.ID, "password").send_keys(PASSWORD)
+    d.find_element(By.ID, "login-button").click()
+    wait_for(lambda: d.current_url.endswith("/ui/queue") and ready(d), 10, what="the queue")
+
+
+def test_shortcuts_of_the_help_page_and_a_refused_review_in_chromium(  # type: ignore[no-untyped-def]
+    served, browser, artifacts_dir: Path
+) -> None:
+    """Every page-to-page shortcut the help lists works; the list keys move the selection; a
+    wafer saved without a pattern stays open with the reason and the reviewer's entries."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    root, hub, msgs = served
+    d = browser
+    _log_in(d, root)
+    d.get(root + "/ui/help")
+    listed = {
+        r.get_attribute("data-keys"): r.get_attribute("data-action")
+        for r in d.find_elements(By.CSS_SELECTOR, "#shortcuts tr[data-action]")
+    }
+    d.save_screenshot(str(artifacts_dir / "hub-8-help.png"))
+    jumps = {keys: action[3:] for keys, action in listed.items() if action.startswith("go:")}
+    assert {"g q", "g r", "g a", "g t", "g d", "?"} <= set(jumps)
+    for keys, target in jumps.items():
+        d.get(root + ("/ui/alerts" if target != "/ui/alerts" else "/ui/devices"))
+        wait_for(lambda: ready(d), 10, what="a page")
+        body = d.find_element(By.TAG_NAME, "body")
+        for key in keys.split(" "):
+            body.send_keys(key)
+        wait_for(lambda t=target: d.current_url.endswith(t), 10, what=f"{keys!r} to open {target}")
+
+    assert listed["j | ArrowDown"] == "row-next" and listed["k | ArrowUp"] == "row-previous"
+    d.get(root + "/ui/queue")
+    wait_for(lambda: ready(d), 10, what="the queue")
+
+    def selected() -> list[int]:
+        rows = d.find_elements(By.CSS_SELECTOR, "#queue-table tr.row")
+        return [i for i, r in enumerate(rows) if "selected" in (r.get_attribute("class") or "")]
+
+    body = d.find_element(By.TAG_NAME, "body")
+    for key, expected in ((Keys.ARROW_DOWN, [0]), (Keys.ARROW_DOWN, [1]), (Keys.ARROW_UP, [0])):
+        body.send_keys(key)
+        assert selected() == expected
+
+    # an unclassified wafer: saving without a pattern (Ctrl+Enter from the comment) is refused
+    unclassified = make_result(messages.unpack_states(msgs[0].map), "none", 40, confidence=0.0)
+    unclassified.ClearField("pattern")
+    unclassified.ClearField("root_cause")
+    feed(hub, [unclassified])
+    rid = unclassified.result_id
+    d.get(root + f"/ui/wafers/{rid}")
+    wait_for(lambda: ready(d), 10, what="the unclassified wafer")
+    assert not d.find_elements(By.CSS_SELECTOR, "input[name=pattern]:checked")
+    comment = d.find_element(By.ID, "comment")
+    comment.send_keys("no pattern yet")
+    ActionChains(d).key_down(Keys.CONTROL).send_keys(Keys.ENTER).key_up(Keys.CONTROL).perform()
+    wait_for(lambda: d.find_elements(By.ID, "review-error"), 10, what="the refusal")
+    assert "Choose a pattern" in d.find_element(By.ID, "review-error").text
+    assert d.find_element(By.ID, "comment").get_attribute("value") == "no pattern yet"
+    d.save_screenshot(str(artifacts_dir / "hub-9-refused-review.png"))
+    d.find_element(By.TAG_NAME, "body").send_keys("8")
+    d.find_element(By.TAG_NAME, "body").send_keys(Keys.ENTER)
+    wait_for(lambda: "/review" not in d.current_url and ready(d), 10, what="the saved review")
+    with hub.db.session() as s:
+        label = s.scalar(select(Label).where(Label.result_id == rid))
+    assert label is not None and label.labelled_by == "reviewer1"

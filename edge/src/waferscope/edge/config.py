@@ -380,6 +380,25 @@ class PanelConfig(Section):
         default=5, ge=1, le=3600, description="Pages reload themselves this often."
     )
     recent: int = Field(default=50, ge=1, le=1000, description="Wafers listed on the main page.")
+    api_token: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Token (16 characters or more) POST /api/model/reload must send as "
+        "'Authorization: Bearer <token>' (prefer api_token_file). Without one, a panel whose host "
+        "is not loopback refuses every reload.",
+    )
+    api_token_file: Path | None = Field(default=None, description="File holding api_token.")
+    reload_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders under which POST /api/model/reload may load a bundle, besides the "
+        "folder holding model.path (or the shipped bundle).",
+    )
+
+    @model_validator(mode="after")
+    def _one_token(self) -> PanelConfig:
+        if self.api_token is not None and self.api_token_file is not None:
+            raise ValueError("set api_token or api_token_file, not both")
+        return self
 
 
 # --------------------------------------------------------------------------- tracing
@@ -476,6 +495,9 @@ class EdgeConfig(Section):
                 setattr(tls, name, _under(base, value))
         if cfg.mqtt.password_file is not None:
             cfg.mqtt.password_file = _under(base, cfg.mqtt.password_file)
+        if cfg.panel.api_token_file is not None:
+            cfg.panel.api_token_file = _under(base, cfg.panel.api_token_file)
+        cfg.panel.reload_dirs = [_under(base, d) for d in cfg.panel.reload_dirs]
         return cfg
 
 

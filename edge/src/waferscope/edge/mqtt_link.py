@@ -81,8 +81,12 @@ class MqttLink:
         self._birth = birth
         self.state = LinkState()
         self._lock = threading.Lock()
-        # handed to paho, not yet acknowledged: (paho's message info, outbox id, kind, sent at)
-        self._inflight: list[tuple[mqtt.MQTTMessageInfo, int, str, float]] = []
+        # handed to paho, not yet acknowledged: (paho's message info, outbox id, kind, sent at,
+        # stored at: the wall-clock time of the row's commit)
+        self._inflight: list[tuple[mqtt.MQTTMessageInfo, int, str, float, float]] = []
+        # wall-clock arrival of each delivering PUBACK by message id (paho thread), until the
+        # drain thread collects it: store-to-ack is measured to the PUBACK, not to the flush
+        self._acked_at: dict[int, float] = {}
         self._last_handed = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -256,9 +260,11 @@ class MqttLink:
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
     ) -> None:
-        if reason.is_failure or reason.value == NO_MATCHING_SUBSCRIBERS:
-            with self._lock:
+        with self._lock:
+            if reason.is_failure or reason.value == NO_MATCHING_SUBSCRIBERS:
                 self._undelivered_mids.add(mid)
+            else:
+                self._acked_at[mid] = time.time()
         self._wake.set()  # the drain thread collects what was acknowledged
 
     # ------------------------------------------------------------------ drain (own thread)
@@ -310,11 +316,19 @@ class MqttLink:
                 self._retry_pause = min(self._retry_pause * 2, RETRY_MAX_S)
             elif acked:
                 self._retry_pause = RETRY_MIN_S
+            flushed_at = time.time()
+            ack_times = [self._acked_at.pop(e[0].mid, flushed_at) for e in acked]
+            if self._acked_at:  # PUBACKs of status and birth messages: not outbox rows
+                live = {e[0].mid for e in self._inflight}
+                self._acked_at = {m: t for m, t in self._acked_at.items() if m in live}
         self.store.mark_published(entry[1] for entry in acked)
         now = time.perf_counter()
-        for _, _, kind, sent in acked:
+        for (_, _, kind, sent, stored_at), acked_at in zip(acked, ack_times, strict=True):
             self.metrics.published.labels(kind=kind).inc()
             self.state.round_trip_ms = (now - sent) * 1000.0
+            if kind == "result" and stored_at > 0:
+                # from the commit to the broker's PUBACK, resends and pauses included
+                self.metrics.store_to_ack_seconds.observe(max(0.0, acked_at - stored_at))
 
     def _hand_over(self) -> None:
         with self._lock:
@@ -341,7 +355,7 @@ class MqttLink:
                     self._publish_ms = 0.8 * self._publish_ms + 0.2 * publish_ms
                 with self._lock:
                     self._last_handed = row.id
-                    self._inflight.append((info, row.id, row.kind, sent))
+                    self._inflight.append((info, row.id, row.kind, sent, row.created_at))
                 room -= 1
 
     def _payload(self, row: OutboxRow) -> tuple[str, bytes, Properties]:

@@ -69,6 +69,7 @@ class OutboxRow:
     ref_id: str
     message: bytes  # binary protobuf (WaferResult or Alert)
     traceparent: str = ""  # W3C trace context of the wafer it belongs to ("" when untraced)
+    created_at: float = 0.0  # wall-clock time (epoch s) of the transaction that stored it
 
 
 class Store:
@@ -286,7 +287,7 @@ class Store:
             self._reader()
             .execute(
                 "SELECT o.id, o.kind, o.ref_id, COALESCE(r.message, a.message) AS message,"
-                " o.traceparent"
+                " o.traceparent, o.created_at"
                 " FROM outbox o"
                 " LEFT JOIN results r ON o.kind = 'result' AND r.result_id = o.ref_id"
                 " LEFT JOIN alerts a ON o.kind = 'alert' AND a.alert_id = o.ref_id"
@@ -295,7 +296,10 @@ class Store:
             )
             .fetchall()
         )
-        return [OutboxRow(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), r[4] or "") for r in rows]
+        return [
+            OutboxRow(int(r[0]), str(r[1]), str(r[2]), bytes(r[3]), r[4] or "", float(r[5] or 0))
+            for r in rows
+        ]
 
     def mark_published(self, outbox_ids: Iterable[int]) -> int:
         ids = list(outbox_ids)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from litestar import Litestar, MediaType, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, URLEncodedBody
@@ -19,6 +20,7 @@ from litestar.template.config import TemplateConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from waferscope.edge.device_info import agent_version, disk_usage
+from waferscope.edge.panel.access import ReloadGuard, ReloadRefusedError
 from waferscope.edge.panel.images import PictureCache
 from waferscope.protocols import messages
 from waferscope.protocols.inference import result_map_png, result_overlay_png
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from waferscope.edge.app import Wiring
 
 HERE = Path(__file__).parent
+log = logging.getLogger("waferscope.edge.panel")
 SEVERITY_NAMES = {v: k.removeprefix("SEVERITY_").lower() for k, v in common_pb2.Severity.items()}
 
 
@@ -264,10 +267,27 @@ class ReloadRequest:
 
 @post("/api/model/reload", sync_to_thread=True, status_code=200)
 def api_reload(
-    state: State, data: JSONBody[ReloadRequest | None] = None
+    request: Request[Any, Any, Any], state: State, data: JSONBody[ReloadRequest | None] = None
 ) -> Response[dict[str, Any]]:
+    """Swap the engine: only bundle folders under an allowed folder, with the token when one is
+    configured, never from the network without one (see ``access.py``)."""
     w = _w(state)
-    path = Path(data.path) if data and data.path else w.slot.current.bundle.folder
+    guard: ReloadGuard = state.reload_guard
+    try:
+        path = guard.check(
+            request.headers.get("authorization"),
+            data.path if data else None,
+            w.slot.current.bundle.folder,
+        )
+    except ReloadRefusedError as exc:
+        log.warning("model reload refused (HTTP %d): %s", exc.status_code, exc.reason)
+        return Response(
+            {"swapped": False, "error": exc.reason, "model": w.slot.current.version},
+            status_code=exc.status_code,
+            headers={"WWW-Authenticate": 'Bearer realm="waferscope-edge"'}
+            if exc.status_code == 401
+            else None,
+        )
     try:
         model = w.slot.swap(path)
     except Exception as exc:  # refused: the old model stays
@@ -323,7 +343,13 @@ def create_app(wiring: Wiring) -> Litestar:
             create_static_files_router(path="/static", directories=[HERE / "static"]),
         ],
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
-        state=State({"wiring": wiring, "pictures": PictureCache()}),
+        state=State(
+            {
+                "wiring": wiring,
+                "pictures": PictureCache(),
+                "reload_guard": ReloadGuard.from_config(wiring.config),
+            }
+        ),
         openapi_config=None,
         debug=False,
     )

@@ -25,8 +25,9 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from waferscope.hub.web import api, api_admin, forms, ui
+from waferscope.hub.web import api, api_admin, forms, shortcuts, ui
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
+from waferscope.hub.web.ui_support import CorruptBlobError
 from waferscope.hub.web.views import AnyRequest, hub_of
 
 if TYPE_CHECKING:
@@ -104,6 +105,12 @@ def _counter(hub: Hub) -> Any:
     return before_send
 
 
+def _template_globals(engine: JinjaTemplateEngine) -> None:
+    """What every page may use: the keyboard shortcuts (help page, ``data-shortcuts``)."""
+    engine.engine.globals["shortcut_table"] = shortcuts.SCRIPT_TABLE
+    engine.engine.globals["shortcut_places"] = shortcuts.by_place
+
+
 def create_app(hub: Hub) -> Litestar:
     from importlib.metadata import version
 
@@ -138,12 +145,17 @@ def create_app(hub: Hub) -> Litestar:
         ],
         guards=[permission_guard],
         middleware=[DefineMiddleware(AuthMiddleware)],
-        template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=HERE / "templates",
+            engine=JinjaTemplateEngine,
+            engine_callback=_template_globals,
+        ),
         openapi_config=openapi,
         exception_handlers={
             NotAuthorizedException: _not_authorized,
             PermissionDeniedException: _http_error,
             NotFoundException: _http_error,
+            CorruptBlobError: _http_error,
         },
         state=State({"hub": hub}),
         request_max_body_size=hub.config.http.max_upload_bytes,

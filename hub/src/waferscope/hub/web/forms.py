@@ -17,7 +17,7 @@ from waferscope.hub.store import alerts as alert_store
 from waferscope.hub.store import queries, review, users
 from waferscope.hub.upload import UploadError, parse_upload, store_upload
 from waferscope.hub.web.security import COOKIE, require
-from waferscope.hub.web.ui import page
+from waferscope.hub.web.ui import ReviewDraft, page, wafer_view
 from waferscope.hub.web.views import AnyRequest, client_addr, hub_of
 from waferscope.protocols.errors import WaferscopeError
 
@@ -96,7 +96,7 @@ class ReviewForm:
 @post("/ui/wafers/{result_id:str}/review", opt=_perm(auth.REVIEW), sync_to_thread=True)
 def review_form(
     request: AnyRequest, result_id: FromPath[str], data: URLEncodedBody[ReviewForm]
-) -> Redirect:
+) -> Redirect | Template:
     who = require(request)
     hub = hub_of(request)
     try:
@@ -111,8 +111,15 @@ def review_form(
                 remote_addr=client_addr(request),
             )
             nxt = queries.next_in_queue(s, exclude=result_id)
-    except review.ReviewError:
-        return Redirect(path=f"/ui/wafers/{result_id}?error=pattern", status_code=303)
+    except review.ReviewError as exc:
+        # the page again (422), with the reviewer's entries and the reason; nothing was saved
+        reason = (
+            "Choose a pattern (keys 1–9) before saving the label."
+            if not data.pattern.strip()
+            else f"The label was not saved: {exc}."
+        )
+        draft = ReviewDraft(reason, data.pattern.strip(), data.root_cause, data.comment)
+        return wafer_view(request, result_id, draft)
     return Redirect(path=f"/ui/wafers/{nxt}" if nxt else "/ui/queue", status_code=303)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -70,8 +71,23 @@ def _sorted_distribution(probabilities: dict[str, Any] | None, key: str) -> list
     return sorted(((str(n), float(p)) for n, p in items), key=lambda t: -t[1])
 
 
+@dataclass(frozen=True)
+class ReviewDraft:
+    """What a reviewer had entered when a save was refused, shown again with the reason."""
+
+    error: str
+    pattern: str = ""
+    root_cause: str = ""
+    comment: str = ""
+
+
 @get("/ui/wafers/{result_id:str}", opt=_perm(auth.VIEW), sync_to_thread=True)
 def wafer_page(request: AnyRequest, result_id: FromPath[str]) -> Template:
+    return wafer_view(request, result_id)
+
+
+def wafer_view(request: AnyRequest, result_id: str, draft: ReviewDraft | None = None) -> Template:
+    """The wafer page; with a draft, the refused review's entries and why (HTTP 422)."""
     hub = hub_of(request)
     detail = load_detail(hub, result_id)
     with hub.db.session() as s:
@@ -82,7 +98,7 @@ def wafer_page(request: AnyRequest, result_id: FromPath[str]) -> Template:
     patterns += [p for p, _ in dist if p not in patterns]
     causes = [c for c, _ in _sorted_distribution(detail.result.probabilities, "root_cause")]
     causes += [c for c in recent_causes if c not in causes]
-    return page(
+    template = page(
         request,
         "wafer.html.j2",
         d=detail,
@@ -94,7 +110,11 @@ def wafer_page(request: AnyRequest, result_id: FromPath[str]) -> Template:
         cause_distribution=_sorted_distribution(detail.result.probabilities, "root_cause"),
         next_id=nxt,
         has_engine=hub.config.engine.bundle is not None,
+        draft=draft,
     )
+    if draft is not None:
+        template.status_code = 422
+    return template
 
 
 @get("/ui/wafers/{result_id:str}/map.png", opt=_perm(auth.VIEW), sync_to_thread=True)

@@ -51,12 +51,12 @@
   if (shapButton) { shapButton.addEventListener("click", shap); }
 
   function choose(key) {
-    if (!form) { return; }
+    if (!form) { return false; }
     var radio = form.querySelector("input[name=pattern][data-key='" + key + "']");
     if (radio) { radio.checked = true; radio.focus(); }
   }
   function confirmPrediction() {
-    if (!form || !wafer) { return; }
+    if (!form || !wafer) { return false; }
     var predicted = wafer.getAttribute("data-predicted");
     var radio = form.querySelector("input[name=pattern][value='" + predicted + "']");
     if (!radio) { return; }
@@ -64,41 +64,84 @@
     document.getElementById("root-cause").value = wafer.getAttribute("data-predicted-cause") || "";
     form.submit();
   }
+  function focusField(id, selectAll) {
+    var el = document.getElementById(id);
+    if (!el) { return false; }
+    el.focus();
+    if (selectAll) { el.select(); }
+  }
+
+  // ---------------------------------------------------------------- keyboard
+  // Which key does what comes from the page (<body data-shortcuts>, rendered from the hub's
+  // shortcut list, which is also the help page): this script names actions, never keys.
+  var actions = {
+    "go": function (ev, arg) { window.location = arg; },
+    "blur": function (ev) { if (!typing(ev.target)) { return false; } ev.target.blur(); },
+    "row-next": function () { select(cursor + 1); },
+    "row-previous": function () { select(cursor - 1); },
+    "row-open": function () {
+      if (cursor < 0) { return false; }
+      window.location = rows[cursor].getAttribute("data-href");
+    },
+    "choose": function (ev) { return choose(ev.key); },
+    "confirm": function () { return confirmPrediction(); },
+    "save": function () { if (!form) { return false; } form.submit(); },
+    "skip": function () {
+      var skip = document.getElementById("skip-button");
+      if (!skip) { return false; }
+      skip.click();
+    },
+    "root-cause": function () { return focusField("root-cause", true); },
+    "comment": function () { return focusField("comment", false); },
+    "shap": function () { if (!shapButton) { return false; } shap(); },
+    "next-wafer": function () {
+      var next = document.getElementById("next-link");
+      if (!next) { return false; }
+      window.location = next.href;
+    }
+  };
+  var table = {};
+  try { table = JSON.parse(document.body.getAttribute("data-shortcuts") || "{}"); } catch (e) { table = {}; }
+  var places = page === "wafer" ? ["wafer", "everywhere"] : rows.length ? ["lists", "everywhere"] : ["everywhere"];
+  var prefixes = {};  // first keys of sequences ("g" of "g q")
+  places.forEach(function (p) {
+    Object.keys(table[p] || {}).forEach(function (k) {
+      var parts = k.split(" ");
+      if (parts.length > 1) { prefixes[parts[0]] = true; }
+    });
+  });
+  var pending = null;
+
+  function keyName(ev) {
+    return (ev.ctrlKey ? "Control+" : "") + (ev.metaKey ? "Meta+" : "") + (ev.altKey ? "Alt+" : "") + ev.key;
+  }
+  function find(name, inField) {
+    for (var i = 0; i < places.length; i++) {
+      var hit = (table[places[i]] || {})[name];
+      if (hit && (!inField || hit.fields)) { return hit; }
+    }
+    return null;
+  }
+  function run(hit, ev) {
+    var colon = hit.action.indexOf(":");
+    var name = colon < 0 ? hit.action : hit.action.slice(0, colon);
+    var fn = actions[name];
+    if (fn && fn(ev, colon < 0 ? "" : hit.action.slice(colon + 1)) !== false) { ev.preventDefault(); }
+  }
 
   document.addEventListener("keydown", function (ev) {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey) {
-      if (form && ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); form.submit(); }
+    if (ev.key === "Shift" || ev.key === "Control" || ev.key === "Alt" || ev.key === "Meta") { return; }
+    var name = keyName(ev);
+    var inField = typing(ev.target);
+    if (pending !== null) {
+      name = pending + " " + name;
+      pending = null;
+    } else if (!inField && prefixes[name]) {
+      pending = name;
+      setTimeout(function () { pending = null; }, 1500);
       return;
     }
-    if (typing(ev.target)) {
-      if (ev.key === "Escape") { ev.target.blur(); }
-      return;
-    }
-    if (pendingG) {
-      pendingG = false;
-      var go = { q: "/ui/queue", r: "/ui/results", a: "/ui/alerts", t: "/ui/trends", d: "/ui/devices" }[ev.key];
-      if (go) { ev.preventDefault(); window.location = go; }
-      return;
-    }
-    if (ev.key === "g") { pendingG = true; setTimeout(function () { pendingG = false; }, 1500); return; }
-    if (ev.key === "?") { window.location = "/ui/help"; return; }
-    if (page === "wafer") {
-      if (/^[1-9]$/.test(ev.key)) { ev.preventDefault(); choose(ev.key); return; }
-      if (ev.key === "c") { ev.preventDefault(); confirmPrediction(); return; }
-      if (ev.key === "Enter" && form) { ev.preventDefault(); form.submit(); return; }
-      if (ev.key === "s" && form) { ev.preventDefault(); document.getElementById("skip-button").click(); return; }
-      if (ev.key === "r") { ev.preventDefault(); var rc = document.getElementById("root-cause"); if (rc) { rc.focus(); rc.select(); } return; }
-      if (ev.key === "m") { ev.preventDefault(); var cm = document.getElementById("comment"); if (cm) { cm.focus(); } return; }
-      if (ev.key === "x") { ev.preventDefault(); shap(); return; }
-      if (ev.key === "n") { var nx = document.getElementById("next-link"); if (nx) { window.location = nx.href; } return; }
-      return;
-    }
-    if (rows.length) {
-      if (ev.key === "j" || ev.key === "ArrowDown") { ev.preventDefault(); select(cursor + 1); return; }
-      if (ev.key === "k" || ev.key === "ArrowUp") { ev.preventDefault(); select(cursor - 1); return; }
-      if ((ev.key === "Enter" || ev.key === "o") && cursor >= 0) {
-        ev.preventDefault(); window.location = rows[cursor].getAttribute("data-href");
-      }
-    }
+    var hit = find(name, inField);
+    if (hit) { run(hit, ev); }
   });
 })();
