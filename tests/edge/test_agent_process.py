@@ -13,8 +13,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import agent_toml
-from edge_test_support import Broker, Subscriber, agent_process, drop, wafer_bytes, wait_for
+from edge_test_support import (
+    Broker,
+    Subscriber,
+    agent_process,
+    agent_toml,
+    drop,
+    wafer_bytes,
+    wait_for,
+)
 from sample_wafers import dataset_wafers
 
 

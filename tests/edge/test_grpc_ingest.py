@@ -8,8 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import agent_toml
-from edge_test_support import Broker, wafer_bytes
+from edge_test_support import Broker, agent_toml, wafer_bytes
 from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import Wiring, build_agent

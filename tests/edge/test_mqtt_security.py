@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import agent_toml
-from edge_test_support import MOSQUITTO, Broker, Subscriber, drop, wafer_bytes, wait_for
+from edge_test_support import MOSQUITTO, Broker, Subscriber, agent_toml, drop, wafer_bytes, wait_for
 from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import build_agent

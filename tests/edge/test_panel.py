@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import agent_toml
-from edge_test_support import Broker, Subscriber, drop, wafer_bytes, wait_for
+from edge_test_support import Broker, Subscriber, agent_toml, drop, wafer_bytes, wait_for
 from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import Wiring, build_agent
