@@ -56,28 +56,30 @@ def data_dir() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def hub_count(app: Appliance) -> int:
-    conn = sqlite3.connect(f"file:{app.layout.hub_database}?mode=ro", uri=True, timeout=10)
+def hub_query(app: Appliance, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from the hub's SQLite database, read-only beside the running hub (WAL)."""
+    conn = sqlite3.connect(f"file:{app.layout.hub_database}?mode=ro", uri=True, timeout=30)
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def hub_count(app: Appliance) -> int:
+    return int(hub_query(app, "SELECT COUNT(*) FROM results")[0][0])
 
 
 def hub_times(app: Appliance) -> dict[tuple[str, str, str], tuple[datetime, ...]]:
     """(edge received, edge classified, hub ingested) per (lot, wafer, tester)."""
-    conn = sqlite3.connect(f"file:{app.layout.hub_database}?mode=ro", uri=True, timeout=10)
-    try:
-        rows = conn.execute(
-            "SELECT lot_id, wafer_id, tester_id, received_time, classified_time, ingested_at"
-            " FROM results"
-        )
-        return {
-            (r[0], r[1], r[2]): tuple(datetime.fromisoformat(t).replace(tzinfo=UTC) for t in r[3:6])
-            for r in rows
-        }
-    finally:
-        conn.close()
+    rows = hub_query(
+        app,
+        "SELECT lot_id, wafer_id, tester_id, received_time, classified_time, ingested_at"
+        " FROM results",
+    )
+    return {
+        (r[0], r[1], r[2]): tuple(datetime.fromisoformat(t).replace(tzinfo=UTC) for t in r[3:6])
+        for r in rows
+    }
 
 
 def wait_count(app: Appliance, n: int, timeout: float) -> bool:

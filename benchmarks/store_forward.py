@@ -30,28 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance_path import WORK, data_dir, hub_query
+
 from waferscope.appliance import Appliance, ApplianceOptions
 from waferscope.appliance.processes import free_port
 from waferscope.edge.store import FileRecord, Store
 from waferscope.protocols import messages
 from waferscope.protocols.pb import result_pb2
 from waferscope.protocols.simulator import Output, TesterSimulator
-
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / ".work"
-
-
-def data_dir() -> Path:
-    env = os.environ.get("WAFER_DATA_DIR")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
-
-
-def hub_query(app: Appliance, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(f"file:{app.layout.hub_database}?mode=ro", uri=True, timeout=30)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -157,23 +143,6 @@ def run(
         parts = {"edge": edge.process, "hub": app.hub}
         cpu0 = {k: cpu_seconds(p.pid) for k, p in parts.items()}
         t0 = time.monotonic()
-        if os.environ.get("PROFILE_HUB"):
-            import subprocess
-
-            subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "-d",
-                    "12",
-                    "-o",
-                    os.environ["PROFILE_HUB"],
-                    "-f",
-                    "raw",
-                    "-p",
-                    str(parts[os.environ.get("PROFILE_PART", "hub")].pid),
-                ]
-            )
         app.broker.start()
         ok = wait(lambda: hub_query(app, count_sql)[0][0] >= results, 900, interval=0.5)
         drain_s = time.monotonic() - t0

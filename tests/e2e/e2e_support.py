@@ -10,17 +10,18 @@ from collections.abc import Callable
 from typing import Any
 
 from waferscope.appliance import Appliance
+from waferscope.appliance.launcher import shipped_bundle
+from waferscope.protocols.bundle import read_manifest
 
-DEFECT_PATTERNS = [
-    "Center",
-    "Donut",
-    "Edge-Loc",
-    "Edge-Ring",
-    "Loc",
-    "Near-full",
-    "Random",
-    "Scratch",
-]
+
+def _defect_patterns() -> list[str]:
+    """The shipped engine's pattern classes except ``none`` (what the e2e appliance runs)."""
+    folder = shipped_bundle()
+    assert folder is not None, "no shipped engine bundle"
+    return [c for c in read_manifest(folder).pattern_classes if c != "none"]
+
+
+DEFECT_PATTERNS = _defect_patterns()
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

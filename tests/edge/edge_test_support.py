@@ -173,13 +173,24 @@ def agent_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
 
 
 def agent_toml(
-    tmp_path: Path, bundle: Path, broker_port: int, extra: str = "", *, panel: bool = False
+    tmp_path: Path,
+    bundle: Path,
+    broker_port: int,
+    extra: str = "",
+    *,
+    panel: bool = False,
+    device_id: str = "edge-01",
+    tester_id: str = "T-01",
+    top: str = "",
 ) -> Path:
-    """A configuration for a test agent: real bundle, real broker, files under tmp_path."""
-    text = f"""device_id = "edge-01"
+    """A configuration for a test agent: real bundle, real broker, files under tmp_path.
+
+    ``top``: top-level keys (before the first table); ``extra``: tables appended at the end."""
+    text = f"""device_id = "{device_id}"
 site = "fab3"
-tester_id = "T-01"
+tester_id = "{tester_id}"
 data_dir = "data"
+{top}
 [model]
 path = "{bundle}"
 threads = 1

@@ -13,14 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser import CHROMEDRIVER, CHROMIUM, MISSING, chromium
 from edge_test_support import Broker, Subscriber, agent_toml, drop, wafer_bytes, wait_for
 from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import Wiring, build_agent
 from waferscope.edge.config_loader import load_config
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 RULES = """
 [[alerts.rules]]
@@ -131,27 +129,11 @@ def test_json_api_metrics_and_health(panel_agent: Wiring) -> None:
     assert acked[0]["acknowledged"] and acked[0]["acknowledged_by"] == "shift-lead"
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="Debian's chromium and chromium-driver are not installed",
-)
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason=MISSING)
 def test_panel_in_headless_chromium(panel_agent: Wiring, artifacts_dir: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1600,1000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium(1600, 1000) as driver:
         root = base(panel_agent)
         driver.get(root + "/")
         cards = driver.find_elements(By.CSS_SELECTOR, ".wafers .card")
@@ -202,8 +184,6 @@ def test_panel_in_headless_chromium(panel_agent: Wiring, artifacts_dir: Path) ->
         driver.get(root + "/alerts")
         driver.save_screenshot(str(artifacts_dir / "edge-panel-alerts.png"))
         assert "acknowledged by operator" in driver.page_source
-    finally:
-        driver.quit()
     assert (artifacts_dir / "edge-panel-overview.png").stat().st_size > 10_000
     time.sleep(0)
 

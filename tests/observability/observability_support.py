@@ -19,34 +19,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 def edge_toml(
     tmp_path: Path, bundle: Path, broker_port: int, top: str = "", sections: str = ""
 ) -> Path:
-    """An agent's configuration: the test bundle, the test broker, files under tmp_path."""
-    text = f"""device_id = "edge-07"
-site = "fab3"
-tester_id = "T-07"
-data_dir = "data"
-{top}
-[model]
-path = "{bundle}"
-threads = 1
-max_batch = 16
-warmup_runs = 1
-providers = ["cpu"]
-watch = false
-[ingest.hot_folder]
-settle_s = 0.3
-poll_interval_s = 0.1
-[mqtt]
-port = {broker_port}
-reconnect_min_s = 1
-reconnect_max_s = 2
-heartbeat_s = 2
-[panel]
-enabled = false
-{sections}
-"""
-    path = tmp_path / "edge.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    """The edge tests' agent configuration (``edge_test_support.agent_toml``) as edge-07."""
+    from edge_test_support import agent_toml
+
+    return agent_toml(
+        tmp_path, bundle, broker_port, sections, device_id="edge-07", tester_id="T-07", top=top
+    )
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

@@ -194,23 +194,25 @@ class Appliance:
             raise
 
     def migrate_and_add_reviewer(self) -> None:
-        """Bring the hub's schema up to date and create the reviewer login once."""
+        """Create the reviewer login once (on a schema brought up to date first). Later starts
+        skip both: the hub brings its schema up to date itself when it starts."""
+        if not self.options.create_reviewer or self.state.reviewer_created:
+            return
         config = str(self.layout.hub_config_file)
         self._run_hub_cli("migrate", "--config", config)
-        if self.options.create_reviewer and not self.state.reviewer_created:
-            self._run_hub_cli(
-                "user",
-                "add",
-                REVIEWER,
-                "--role",
-                "reviewer",
-                "--password",
-                self.state.reviewer_password,
-                "--config",
-                config,
-            )
-            self.state.reviewer_created = True
-            self.state.save(self.layout.root)
+        self._run_hub_cli(
+            "user",
+            "add",
+            REVIEWER,
+            "--role",
+            "reviewer",
+            "--password",
+            self.state.reviewer_password,
+            "--config",
+            config,
+        )
+        self.state.reviewer_created = True
+        self.state.save(self.layout.root)
 
     def _run_hub_cli(self, *args: str) -> None:
         done = subprocess.run(

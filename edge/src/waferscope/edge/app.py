@@ -151,13 +151,7 @@ def configure_logging(config: EdgeConfig) -> None:
 def configure_tracing(config: EdgeConfig) -> bool:
     """Install the tracer provider the ``[tracing]`` section asks for; True when on."""
     t = config.tracing
-    settings = tracing.TracingSettings(
-        enabled=t.enabled,
-        otlp_endpoint=t.otlp_endpoint,
-        otlp_headers=dict(t.otlp_headers),
-        service_name=t.service_name,
-        sample_ratio=t.sample_ratio,
-    )
+    settings = tracing.TracingSettings.of(t)
     on = tracing.setup_tracing(settings, role="edge", instance=config.device_id)
     if on:
         log.info(

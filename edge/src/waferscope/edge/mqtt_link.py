@@ -302,8 +302,9 @@ class MqttLink:
             self._inflight = [e for e in self._inflight if id(e[0]) not in done]
             refused = [e for e in acked if e[0].mid in self._undelivered_mids]
             if refused:
-                self._undelivered_mids.difference_update(e[0].mid for e in refused)
-                acked = [e for e in acked if e[0].mid not in {r[0].mid for r in refused}]
+                refused_mids = {e[0].mid for e in refused}
+                self._undelivered_mids -= refused_mids
+                acked = [e for e in acked if e[0].mid not in refused_mids]
                 self._retry_ids.update(e[1] for e in refused)
                 self._retry_at = time.monotonic() + self._retry_pause
                 log.warning(

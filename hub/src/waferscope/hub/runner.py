@@ -34,13 +34,7 @@ def setup_logging(config: HubConfig, worker: int | None = None) -> None:
 def setup_tracing(config: HubConfig, worker: int) -> bool:
     """Install the tracer provider the ``[tracing]`` section asks for; True when on."""
     t = config.tracing
-    settings = tracing.TracingSettings(
-        enabled=t.enabled,
-        otlp_endpoint=t.otlp_endpoint,
-        otlp_headers=dict(t.otlp_headers),
-        service_name=t.service_name,
-        sample_ratio=t.sample_ratio,
-    )
+    settings = tracing.TracingSettings.of(t)
     on = tracing.setup_tracing(settings, role="hub", instance=f"{config.mqtt.client_id}-w{worker}")
     if on:
         log.info("tracing: OTLP to %s", tracing.traces_url(t.otlp_endpoint))

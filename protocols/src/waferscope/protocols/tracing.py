@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -55,6 +56,32 @@ class TracingSettings:
     service_name: str = ""
     sample_ratio: float = 1.0
     export_timeout_s: float = 10.0
+
+    @classmethod
+    def of(cls, section: TracingSection) -> TracingSettings:
+        """The settings a config's ``[tracing]`` section (edge or hub) gives."""
+        return cls(
+            enabled=section.enabled,
+            otlp_endpoint=section.otlp_endpoint,
+            otlp_headers=dict(section.otlp_headers),
+            service_name=section.service_name,
+            sample_ratio=section.sample_ratio,
+        )
+
+
+class TracingSection(Protocol):
+    """The ``[tracing]`` section of the edge's and the hub's configuration models."""
+
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def otlp_endpoint(self) -> str: ...
+    @property
+    def otlp_headers(self) -> Mapping[str, str]: ...
+    @property
+    def service_name(self) -> str: ...
+    @property
+    def sample_ratio(self) -> float: ...
 
 
 @dataclass(slots=True)
