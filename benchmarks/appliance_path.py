@@ -187,6 +187,13 @@ def main() -> int:
         help="default: the parts' default settings; fast: binary payloads, WAL 'normal' sync at "
         "the edge, a 5 ms hub batch window",
     )
+    ap.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="engine bundle folder for the edges (default: the shipped one), e.g. a variant "
+        "written by benchmarks/tta_engine.py",
+    )
     args = ap.parse_args()
     source = data_dir() / "wm811k" / "val.npz"
     if not source.is_file():
@@ -202,6 +209,7 @@ def main() -> int:
         create_reviewer=False,
         edge_extra=edge_extra,
         hub_extra=hub_extra,
+        bundle=args.bundle.resolve() if args.bundle else None,
     )
     app = Appliance(root, options)
     app.prepare()
@@ -215,7 +223,7 @@ def main() -> int:
         for rate in args.rates:
             time.sleep(2)
             row = run_rate(app, source, rate, args.duration, args.format, f"r{int(rate)}")
-            row = {"profile": args.profile, **row}
+            row = {"profile": args.profile, "bundle": app.bundle.name if app.bundle else "", **row}
             rows.append(row)
             print(json.dumps(row), flush=True)
     finally:

@@ -67,3 +67,27 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, trained_run: Path) -> 
     out = tmp_path_factory.mktemp("bundle") / "tiny-bundle"
     build_bundle(trained_run, out, include_fp32=True, model_version="tiny-test")
     return out
+
+
+@pytest.fixture(scope="session")
+def small_val(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """Every 125th map of the WM-811K validation split (100 maps) as a dataset archive."""
+    import numpy as np
+
+    from waferscope.protocols.datasets import load_labelled_arrays
+
+    small = tmp_path_factory.mktemp("small-val") / "small.npz"
+    arrays = load_labelled_arrays(data_dir / "wm811k" / "val.npz")
+    idx = np.arange(0, 12450, 125)
+    maps = [arrays.maps[i] for i in idx]
+    shapes = np.array([m.shape for m in maps], np.int32)
+    offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
+    np.savez(
+        small,
+        maps=np.concatenate([m.ravel() for m in maps]),
+        shapes=shapes,
+        offsets=offsets,
+        label=arrays.targets[idx].astype(np.int8),
+        class_names=np.array(arrays.class_names),
+    )
+    return small

@@ -69,22 +69,10 @@ def test_engines_io_and_parity(tiny_bundle: Path, trained_run: Path, data_dir: P
 
 
 def test_evaluate_bundle_and_checkpoint(
-    tiny_bundle: Path, trained_run: Path, tmp_path: Path, data_dir: Path
+    tiny_bundle: Path, trained_run: Path, tmp_path: Path, small_val: Path
 ) -> None:
-    small = tmp_path / "small.npz"
-    arrays = load_labelled_arrays(data_dir / "wm811k" / "val.npz")
+    small = small_val
     idx = np.arange(0, 12450, 125)
-    maps = [arrays.maps[i] for i in idx]
-    shapes = np.array([m.shape for m in maps], np.int32)
-    offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
-    np.savez(
-        small,
-        maps=np.concatenate([m.ravel() for m in maps]),
-        shapes=shapes,
-        offsets=offsets,
-        label=arrays.targets[idx].astype(np.int8),
-        class_names=np.array(arrays.class_names),
-    )
     result = evaluate(tiny_bundle, [small])
     assert result.metrics.n == len(idx) and result.engine == "model.int8.onnx"
     assert evaluate(tiny_bundle, [small], engine="fp32").engine == "model.fp32.onnx"

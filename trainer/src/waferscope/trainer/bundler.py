@@ -49,6 +49,7 @@ from waferscope.trainer.quantize import (
     parity,
     quantize_int8,
 )
+from waferscope.trainer.tta import TtaMode, describe, tta_file
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class BundleResult:
     seconds: float
 
 
-def _model_json(lm: LoadedModel, temperature: float) -> dict[str, Any]:
+def _model_json(lm: LoadedModel, temperature: float, tta: TtaMode) -> dict[str, Any]:
     return {
         "architecture": "timm backbone -> global average pool -> dense(ReLU) -> two heads",
         "backbone": lm.config.model.backbone,
@@ -85,6 +86,7 @@ def _model_json(lm: LoadedModel, temperature: float) -> dict[str, Any]:
         "head.npz; do not apply it again",
         "cause_activation": "softmax",
         "outputs": list(contract.OUTPUT_NAMES),
+        "test_time_augmentation": describe(tta),
         "parameters": sum(p.numel() for p in lm.model.parameters()),
         "checkpoint_epoch": lm.meta.get("epoch"),
         "training_config": lm.config.to_dict(),
@@ -119,6 +121,7 @@ def build_bundle(
     command: str | None = None,
     threads: int = 2,
     temperature: bool = True,
+    tta: TtaMode | None = None,
 ) -> BundleResult:
     """Export, quantise, evaluate and package ``checkpoint`` into the folder ``output``.
 
@@ -126,6 +129,9 @@ def build_bundle(
     ``calibration`` (default: the run's training files) gives the INT8 calibration maps.
     ``temperature``: fit a softmax/sigmoid temperature on ``val`` and fold it into the pattern
     head (:mod:`.calibration`) before export.
+    ``tta`` (default: the config's ``export.tta``): 'd4' bakes the 8-view averaging of
+    :mod:`.tta` into both engines after quantisation; the temperature is fitted on the averaged
+    logits and parity and metrics are those of the averaged engines.
     The folder is written beside ``output`` and swapped in at the end.
     """
     started = time.monotonic()
@@ -134,13 +140,19 @@ def build_bundle(
     spec = lm.spec
     created = datetime.now(UTC).replace(microsecond=0)
     version = model_version or f"{cfg.name}-{created:%Y%m%d}"
+    mode: TtaMode = tta or cfg.export.tta
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     work.chmod(0o755)
     try:
         with tempfile.TemporaryDirectory(prefix="wsb-") as scratch:
+            # plain_*: single-view graphs (export check, calibration); fp32_path and ENGINE: the
+            # shipped graphs, wrapped for test-time augmentation when asked.
             fp32_path = (work if include_fp32 else Path(scratch)) / REFERENCE
-            export_onnx(lm.model, spec, fp32_path, opset=cfg.export.opset)
+            plain_fp32 = Path(scratch) / "plain.fp32.onnx"
+            plain_int8 = Path(scratch) / "plain.int8.onnx"
+            export_onnx(lm.model, spec, plain_fp32, opset=cfg.export.opset)
+            tta_file(plain_fp32, fp32_path, mode)
             val_paths = val if val is not None else list(cfg.data.val)
             val_data: LabelledData | None = None
             if val_paths:
@@ -152,7 +164,8 @@ def build_bundle(
                 logits = OnnxEngine(fp32_path, threads=threads).pattern_logits(val_data.grids, spec)
                 fitted = fit_temperature(logits, val_data.targets, lm.multi_label)
                 apply_temperature(lm.model, fitted)
-                export_onnx(lm.model, spec, fp32_path, opset=cfg.export.opset)
+                export_onnx(lm.model, spec, plain_fp32, opset=cfg.export.opset)
+                tta_file(plain_fp32, fp32_path, mode)
                 log.info("pattern temperature %.3f fitted on the validation maps", fitted)
             calib_data = load_labelled(
                 calibration or list(cfg.data.train),
@@ -162,10 +175,11 @@ def build_bundle(
             calib = calibration_tensor(
                 calibration_grids(calib_data, cfg.export.calibration_samples, cfg.seed), spec
             )
-            check_export(lm.model, fp32_path, calib[:16])
+            check_export(lm.model, plain_fp32, calib[:16])
             quantize_int8(
-                fp32_path, work / ENGINE, calib, per_channel=cfg.export.per_channel, method=method
+                plain_fp32, plain_int8, calib, per_channel=cfg.export.per_channel, method=method
             )
+            tta_file(plain_int8, work / ENGINE, mode)
             report: ParityReport | None = None
             if val_data is not None:
                 report = parity(
@@ -178,7 +192,7 @@ def build_bundle(
         lm.model.head_weights().save(work / HEAD)
         taxonomy_text = str(lm.meta.get("taxonomy_text", ""))
         (work / TAXONOMY).write_text(taxonomy_text, encoding="utf-8")
-        (work / MODEL_JSON).write_text(json.dumps(_model_json(lm, fitted), indent=2) + "\n")
+        (work / MODEL_JSON).write_text(json.dumps(_model_json(lm, fitted, mode), indent=2) + "\n")
         documents = [METRICS, CARD]
         metrics_doc: dict[str, Any] = {"model_version": version}
         if report is not None and val_data is not None:
@@ -215,6 +229,7 @@ def build_bundle(
                 calibration_method=method,
                 temperature=fitted,
                 output=output,
+                tta=mode,
             )
         )
         (work / CARD).write_text(card, encoding="utf-8")

@@ -40,6 +40,7 @@ class ModelCardInput:
     calibration_method: str
     temperature: float = 1.0
     output: Path | None = None
+    tta: str = "none"
 
 
 def _per_class(fp32: Metrics, int8: Metrics) -> list[str]:
@@ -99,6 +100,16 @@ def render_model_card(inp: ModelCardInput) -> str:
         f"{inp.engine_bytes / 1e6:.2f} MB, calibrated on {inp.calibration_samples} training maps "
         f"({inp.calibration_method}). Outputs `pattern_logits`, `cause_logits`, `feature_map`, "
         "`embedding`; `head.npz` holds the FP32 head for Grad-CAM.",
+        *(
+            [
+                "- Test-time augmentation (`--tta d4`): the engine runs the 8 quarter-turn and "
+                "mirror views of each map and averages their logits (8x the single-view cost); "
+                "`feature_map` and `embedding` are those of the map as delivered, so Grad-CAM "
+                "explains the original view. All figures below are of the averaged engine.",
+            ]
+            if inp.tta == "d4"
+            else []
+        ),
         f"- Pattern temperature {inp.temperature:.3f}, fitted on the validation maps (lowest "
         "NLL) and folded into the pattern layer of both the engine and `head.npz` (decisions "
         "unchanged; the ECE below is after scaling and, being measured on the same maps, "
@@ -122,7 +133,8 @@ def render_model_card(inp: ModelCardInput) -> str:
         "",
         "```",
         command,
-        f"waferscope bundle --checkpoint {inp.checkpoint} --output {inp.output or '<folder>'}",
+        f"waferscope bundle --checkpoint {inp.checkpoint} --output {inp.output or '<folder>'}"
+        + (f" --tta {inp.tta}" if inp.tta != cfg.export.tta else ""),
         "```",
         "",
         f"- Seed {cfg.seed}; config as recorded in `model.json` (`training_config`).",

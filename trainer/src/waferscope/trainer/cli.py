@@ -29,6 +29,11 @@ class Method(StrEnum):
     ENTROPY = "entropy"
 
 
+class Tta(StrEnum):
+    NONE = "none"
+    D4 = "d4"
+
+
 def _logging(quiet: bool) -> None:
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
@@ -157,6 +162,14 @@ def bundle(
     train_command: Annotated[
         str | None, typer.Option("--train-command", help="Training command for the model card.")
     ] = None,
+    tta: Annotated[
+        Tta | None,
+        typer.Option(
+            "--tta",
+            help="Test-time augmentation baked into the engines: d4 averages the 8 quarter-turn "
+            "and mirror views (8x the engine cost). Default: the run's export.tta.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> int:
     """Export, quantise to INT8, check parity, measure, and write an engine bundle."""
@@ -172,6 +185,7 @@ def bundle(
         model_version=model_version,
         method=method.value,
         command=train_command,
+        tta=tta.value if tta else None,
     )
     if result.parity is not None:
         print(result.parity.text())

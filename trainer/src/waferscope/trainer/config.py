@@ -196,6 +196,11 @@ class ExportConfig(_Section):
     calibration_samples: int = Field(512, ge=8)
     opset: int = Field(17, ge=13)
     per_channel: bool = True
+    tta: Literal["none", "d4"] = Field(
+        "none",
+        description="Test-time augmentation baked into the engine: 'd4' averages the logits of "
+        "the 8 quarter-turn and mirror views (8x the engine cost; see docs/trainer.md).",
+    )
 
 
 class TrainConfig(_Section):
