@@ -4,7 +4,9 @@ For every backbone variant: parameters and multiply-adds at 64 px, FP32 and INT8
 onnxruntime CPU latency at batch 1 and batch 64 with 1 and 2 threads (INT8 and FP32), training
 throughput (samples/s of a full training step, batch 128, one torch thread, the precision the
 default config uses), and — when a trained checkpoint of that variant exists — macro-F1 of the
-FP32 and INT8 engines on the WM-811K validation split and the run's measured training time.
+FP32 and INT8 engines on the WM-811K validation split, of the INT8 engine with the 8-view
+test-time augmentation (``waferscope.trainer.tta``, and its batch-1 latency), and the run's
+measured training time.
 
 Usage (from the repository root):
 
@@ -39,6 +41,7 @@ from waferscope.trainer.metrics import compute_metrics
 from waferscope.trainer.model import WaferNet
 from waferscope.trainer.quantize import calibration_grids, calibration_tensor, quantize_int8
 from waferscope.trainer.runtime import resolve_runtime
+from waferscope.trainer.tta import tta_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "wm811k"
@@ -55,7 +58,7 @@ class Variant:
 VARIANTS = [
     Variant(
         "resnet18 slim (32-64-96-128), OS 8",
-        "wm811k-default",
+        "wm811k-long",
         {
             "backbone": "resnet18",
             "backbone_kwargs": {"channels": [32, 64, 96, 128]},
@@ -65,7 +68,7 @@ VARIANTS = [
     ),
     Variant(
         "resnet18 half (32-64-128-256), OS 8",
-        "wm811k-resnet18-half",
+        "wm811k-half",
         {
             "backbone": "resnet18",
             "backbone_kwargs": {"channels": [32, 64, 128, 256]},
@@ -186,7 +189,10 @@ def main() -> int:
                     row[f"{kind}_b1_t{threads}_ms"] = latency_ms(path, spec, 1, threads, reps1)
                     row[f"{kind}_b64_t{threads}_ms"] = latency_ms(path, spec, 64, threads, reps64)
             if trained and val is not None:
-                for kind, path in (("fp32", fp32), ("int8", int8)):
+                int8_d4 = Path(tmp) / "int8_d4.onnx"
+                tta_file(int8, int8_d4, "d4")
+                row["int8_d4_b1_t1_ms"] = latency_ms(int8_d4, spec, 1, 1, reps1)
+                for kind, path in (("fp32", fp32), ("int8", int8), ("int8_d4", int8_d4)):
                     probs, _ = OnnxEngine(path, threads=2).predict(
                         val.grids, spec, multi_label=False
                     )
@@ -216,14 +222,20 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| backbone | params (M) | MMACs | last map | FP32 MB | INT8 MB "
         "| INT8 b1 1t / 2t (ms) | INT8 b64 1t / 2t (ms) | FP32 b1 1t (ms) | FP32 b64 1t (ms) "
-        "| train samples/s | macro-F1 FP32 / INT8 | training time |"
+        "| train samples/s | macro-F1 FP32 / INT8 | INT8 D4: macro-F1, b1 1t (ms) "
+        "| training time |"
     )
-    lines = [head, "|" + " --- |" * 13]
+    lines = [head, "|" + " --- |" * 14]
     for r in rows:
         f1 = (
             f"{_f(r.get('fp32_macro_f1'), '.4f')} / {_f(r.get('int8_macro_f1'), '.4f')}"
             if r.get("trained")
             else "not trained"
+        )
+        d4 = (
+            f"{_f(r.get('int8_d4_macro_f1'), '.4f')}, {_f(r.get('int8_d4_b1_t1_ms'), '.2f')}"
+            if r.get("trained")
+            else "—"
         )
         minutes = r.get("train_minutes")
         took = "—" if minutes is None else f"{minutes:.0f} min ({r.get('epochs')} epochs)"
@@ -233,7 +245,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['int8_b1_t1_ms']:.2f} / {r['int8_b1_t2_ms']:.2f} "
             f"| {r['int8_b64_t1_ms']:.1f} / {r['int8_b64_t2_ms']:.1f} "
             f"| {r['fp32_b1_t1_ms']:.2f} | {r['fp32_b64_t1_ms']:.1f} "
-            f"| {r['train_samples_per_s']:.0f} | {f1} "
+            f"| {r['train_samples_per_s']:.0f} | {f1} | {d4} "
             f"| {took} |"
         )
     return "\n".join(lines)

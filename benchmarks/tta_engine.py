@@ -5,12 +5,13 @@ verifiable bundles under benchmarks/.work/tta/{single,d4} (the engine wrapped wi
 ``waferscope.trainer.tta`` or unwrapped back to its single view; model.json and the manifest
 rewritten), then measures for each, in one run on the same machine:
 
-* validation metrics of the INT8 engine (macro-F1, accuracy, ECE, per-class F1) on WM-811K val;
+* validation metrics of the INT8 engine (macro-F1, accuracy or exact match, ECE, per-class F1)
+  on WM-811K val (or ``--data``);
 * onnxruntime latency of the engine at batch 1 and batch 64 (median, 1 intra-op thread).
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/tta_engine.py [--bundle FOLDER] [--threads 1]
+    .venv/bin/python benchmarks/tta_engine.py [--bundle FOLDER] [--data FILE] [--name tta]
 
 The variant folders can be handed to the edge and appliance benchmarks with ``--bundle``.
 """
@@ -87,15 +88,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: shipped)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="labelled validation file (default: WM-811K val; MixedWM38 val for its bundle)",
+    )
+    ap.add_argument("--name", default="tta", help="work folder and result name")
     args = ap.parse_args()
     source = args.bundle or default_bundle_path()
-    val = data_dir() / "wm811k" / "val.npz"
+    val = args.data or data_dir() / "wm811k" / "val.npz"
     if not val.is_file():
         print(f"no WM-811K validation maps at {val} (set WAFER_DATA_DIR)", file=sys.stderr)
         return 1
     rows = []
     for mode, name in (("none", "single"), ("d4", "d4")):
-        folder = variant(source, WORK / "tta" / name, mode)  # type: ignore[arg-type]
+        folder = variant(source, WORK / args.name / name, mode)  # type: ignore[arg-type]
         t0 = time.monotonic()
         result = evaluate(folder, [val], threads=args.threads)
         eval_s = time.monotonic() - t0
@@ -117,12 +125,12 @@ def main() -> int:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = WORK / "tta_engine.json"
+    out = WORK / f"{args.name}_engine.json"
     out.write_text(json.dumps(rows, indent=2) + "\n")
     classes = list(rows[0]["f1"])  # type: ignore[arg-type]
     print()
     print(
-        "| engine | macro-F1 | without none | accuracy | ECE | b1 ms | b64 ms | "
+        "| engine | macro-F1 | without none | accuracy (exact match) | ECE | b1 ms | b64 ms | "
         + " | ".join(classes)
         + " |"
     )
