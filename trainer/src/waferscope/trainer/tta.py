@@ -65,7 +65,8 @@ def _opset(model: onnx.ModelProto) -> int:
     raise TtaError("the model imports no ai.onnx opset")
 
 
-def _check(model: onnx.ModelProto) -> int:
+def _check(model: onnx.ModelProto) -> tuple[int, int]:
+    """(opset, side of the square input); raises TtaError."""
     graph = model.graph
     inputs = [i for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     if [i.name for i in inputs] != [INPUT_NAME]:
@@ -80,7 +81,7 @@ def _check(model: onnx.ModelProto) -> int:
         raise TtaError("the input must be (batch, channels, S, S) with a fixed S")
     if dims[2].dim_value != dims[3].dim_value:
         raise TtaError(f"the input is {dims[2].dim_value}x{dims[3].dim_value}, not square")
-    return _opset(model)
+    return _opset(model), int(dims[2].dim_value)
 
 
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -94,7 +95,7 @@ def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
 
 def add_dihedral_tta(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` that averages the logits of the 8 D4 views (see the module text)."""
-    opset = _check(model)
+    opset, side = _check(model)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -108,8 +109,9 @@ def add_dihedral_tta(model: onnx.ModelProto) -> onnx.ModelProto:
         graph.initializer.append(numpy_helper.from_array(np.array(values, np.int64), p + name))
         return p + name
 
-    # int64 min as the "end" of a reversed slice runs to the first element whatever the size.
-    start, end = const("start", [-1]), const("end", [np.iinfo(np.int64).min])
+    # A reversed slice from the last element to -(side + 1), i.e. through the first one; a small
+    # end (not int64 min) stays exact where a runtime narrows indices to int32 (TensorRT).
+    start, end = const("start", [-1]), const("end", [-(side + 1)])
     step, axis_h, axis_w = const("step", [-1]), const("axis_h", [2]), const("axis_w", [3])
     zero, one = const("zero", [0]), const("one", [1])
     shape_head = const("views_n", [VIEWS])
