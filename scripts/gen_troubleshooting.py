@@ -453,6 +453,15 @@ ERRORS: dict[str, Entry] = {
         todo="Export from a checkpoint `waferscope train` wrote; a parity failure is a bug "
         "of the export to report with the checkpoint.",
     ),
+    "trainer.TtaError": Entry(
+        shape="`the model already averages test-time views`, `expected outputs [...], found "
+        "[...]`, `the input is <h>x<w>, not square`, `unknown test-time augmentation '<m>'`.",
+        shows="`waferscope bundle --tta d4`: `waferscope: error: ...`.",
+        means="An engine that cannot be wrapped for the 8-view averaging: not the bundle "
+        "contract's inputs and outputs, a non-square input, or one that is wrapped already.",
+        todo="Bundle from a checkpoint `waferscope train` wrote, with `--tta d4` or `--tta "
+        "none`; an engine is wrapped once.",
+    ),
     "trainer.TensorRTUnavailableError": Entry(
         shape="`TensorRT is not installed here (pip package 'tensorrt')`.",
         shows="`waferscope trt-build`: `waferscope: error: ...`.",

@@ -28,6 +28,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from waferscope.protocols.bundle import INPUT_NAME, OUTPUT_NAMES
+from waferscope.protocols.errors import WaferscopeError
 
 TtaMode = Literal["none", "d4"]
 TTA_MODES: Final[tuple[str, ...]] = ("none", "d4")
@@ -41,7 +42,7 @@ _DOC: Final = (
 )
 
 
-class TtaError(ValueError):
+class TtaError(WaferscopeError):
     """The model cannot be wrapped (wrong inputs or outputs, non-square input, already wrapped)."""
 
 
