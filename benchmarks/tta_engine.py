@@ -31,10 +31,10 @@ import onnx
 
 from waferscope.protocols import bundle as contract
 from waferscope.protocols.pb.bundle_pb2 import BundleFileRole
+from waferscope.trainer.config import TtaMode
 from waferscope.trainer.engine import OnnxEngine
 from waferscope.trainer.evaluate import evaluate
 from waferscope.trainer.tta import (
-    TtaMode,
     add_dihedral_tta,
     describe,
     has_dihedral_tta,

@@ -1125,7 +1125,8 @@ def find_classes(sources: Iterable[Source]) -> dict[str, ErrorClass]:
     )
 
 
-def _placeholder(node: ast.expr, text: str) -> str:
+def _shown_expression(node: ast.expr, text: str) -> str:
+    """An expression inside a message, shown as ``<its source>`` (cut to 40 characters)."""
     src = " ".join((ast.get_source_segment(text, node) or "...").split())
     return f"<{src if len(src) <= 40 else src[:37] + '...'}>"
 
@@ -1140,15 +1141,15 @@ def _render(node: ast.expr, text: str) -> list[str] | None:
             if isinstance(value, ast.Constant):
                 out.append(str(value.value))
             elif isinstance(value, ast.FormattedValue):
-                shown = _placeholder(value.value, text)
+                shown = _shown_expression(value.value, text)
                 out.append(f"'{shown}'" if value.conversion == ord("r") else shown)
         return out
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = _render(node.left, text), _render(node.right, text)
         if left is None and right is None:
             return None
-        return (left or [_placeholder(node.left, text)]) + (
-            right or [_placeholder(node.right, text)]
+        return (left or [_shown_expression(node.left, text)]) + (
+            right or [_shown_expression(node.right, text)]
         )
     return None
 

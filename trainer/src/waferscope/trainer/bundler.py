@@ -37,6 +37,7 @@ from waferscope.protocols.pb.bundle_pb2 import BundleFileRole, BundleManifest
 from waferscope.trainer import __version__
 from waferscope.trainer.calibration import apply_temperature, fit_temperature
 from waferscope.trainer.card import ModelCardInput, render_model_card
+from waferscope.trainer.config import TtaMode
 from waferscope.trainer.data import LabelledData, load_labelled
 from waferscope.trainer.engine import OnnxEngine
 from waferscope.trainer.export import LoadedModel, check_export, export_onnx, load_checkpoint
@@ -49,7 +50,7 @@ from waferscope.trainer.quantize import (
     parity,
     quantize_int8,
 )
-from waferscope.trainer.tta import TtaMode, describe, tta_file
+from waferscope.trainer.tta import describe, tta_file
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from waferscope.protocols.encoding import MAX_SIZE, MIN_SIZE
 from waferscope.protocols.errors import WaferscopeError
 
+# Test-time augmentation baked into the engine (waferscope.trainer.tta).
+TtaMode = Literal["none", "d4"]
+
 
 class ConfigError(WaferscopeError):
     """A training configuration could not be read or is invalid."""
@@ -196,7 +199,7 @@ class ExportConfig(_Section):
     calibration_samples: int = Field(512, ge=8)
     opset: int = Field(17, ge=13)
     per_channel: bool = True
-    tta: Literal["none", "d4"] = Field(
+    tta: TtaMode = Field(
         "none",
         description="Test-time augmentation baked into the engine: 'd4' averages the logits of "
         "the 8 quarter-turn and mirror views (8x the engine cost; see docs/trainer.md).",

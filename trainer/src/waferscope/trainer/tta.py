@@ -19,8 +19,9 @@ quantisation node, so an INT8 engine is wrapped after quantisation with the same
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -29,9 +30,9 @@ from onnx import helper, numpy_helper
 
 from waferscope.protocols.bundle import INPUT_NAME, OUTPUT_NAMES
 from waferscope.protocols.errors import WaferscopeError
+from waferscope.trainer.config import TtaMode
 
-TtaMode = Literal["none", "d4"]
-TTA_MODES: Final[tuple[str, ...]] = ("none", "d4")
+TTA_MODES: Final[tuple[str, ...]] = get_args(TtaMode)
 VIEWS: Final = 8
 AVERAGED: Final = OUTPUT_NAMES[:2]  # pattern_logits, cause_logits
 ORIGINAL_VIEW: Final = OUTPUT_NAMES[2:]  # feature_map, embedding
@@ -193,9 +194,10 @@ def tta_file(source: Path, target: Path, mode: TtaMode) -> None:
     """Write ``source`` to ``target`` wrapped for ``mode`` ('none' copies it)."""
     if mode not in TTA_MODES:
         raise TtaError(f"unknown test-time augmentation {mode!r}; expected one of {TTA_MODES}")
-    model = onnx.load(str(source))
-    wrapped = add_dihedral_tta(model) if mode == "d4" else model
-    onnx.save(wrapped, str(target))
+    if mode == "none":
+        shutil.copyfile(source, target)
+        return
+    onnx.save(add_dihedral_tta(onnx.load(str(source))), str(target))
 
 
 def describe(mode: TtaMode) -> dict[str, object]:
