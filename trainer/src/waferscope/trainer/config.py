@@ -186,6 +186,15 @@ class RunConfig(_Section):
     early_stopping_patience: int = Field(6, ge=1)
     select_metric: Literal["macro_f1", "macro_f1_defects", "exact_match", "accuracy"] = "macro_f1"
     max_minutes: float | None = Field(None, gt=0.0, description="Stop after this wall time.")
+    budget_minutes: float | None = Field(
+        None,
+        gt=0.0,
+        description="Fit the schedule to this wall time: after the first epoch the number of "
+        "epochs becomes what fits (at most optim.epochs) and the cosine decay follows it.",
+    )
+    channels_last: bool = Field(
+        False, description="channels-last memory format for model and batches (fast on GPUs)."
+    )
     deterministic: bool = True
 
 

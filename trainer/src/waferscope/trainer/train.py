@@ -124,6 +124,12 @@ def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def budget_epochs(budget_minutes: float, first_epoch_seconds: float, cap: int) -> int:
+    """How many epochs fit ``budget_minutes`` when the first (warm-up included) took this long."""
+    fits = int(budget_minutes * 60.0 / max(first_epoch_seconds, 1e-3))
+    return max(1, min(cap, fits))
+
+
 def evaluate_torch(
     model: torch.nn.Module, data: LabelledData, spec: EncodingSpec, rt: Runtime, batch: int
 ) -> tuple[Metrics, npt.NDArray[np.float32]]:
@@ -190,6 +196,8 @@ def train(
 ) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; return where it is and how it went."""
     rt = resolve_runtime(cfg.run)
+    if cfg.run.budget_minutes and rt.world_size > 1:
+        raise WaferscopeError("run.budget_minutes works in one process only (not under torchrun)")
     seed_everything(cfg.seed, cfg.run.deterministic)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -207,16 +215,20 @@ def train(
         rt.precision,
     )
     net = build_model(cfg, prep).to(rt.device)
+    memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+    net = net.to(memory_format=memory_format)
     criterion = build_loss(cfg, prep).to(rt.device)
     optimizer = torch.optim.AdamW(
         net.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay
     )
     epoch_samples = cfg.data.epoch_samples or len(prep.train)
     steps_per_epoch = max(1, epoch_samples // (cfg.data.batch_size * rt.world_size))
-    total_steps = steps_per_epoch * cfg.optim.epochs
     warmup = int(cfg.optim.warmup_epochs * steps_per_epoch)
+    # planned["epochs"] may shrink after epoch 1 (run.budget_minutes); the schedule reads it.
+    planned = {"epochs": cfg.optim.epochs}
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.optim.min_lr_ratio)
+        optimizer,
+        lambda s: lr_factor(s, steps_per_epoch * planned["epochs"], warmup, cfg.optim.min_lr_ratio),
     )
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
     state: dict[str, Any] = {"epoch": 0, "best_score": -1.0, "best_epoch": 0, "bad_epochs": 0}
@@ -231,6 +243,7 @@ def train(
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         state = ckpt["state"]
+        planned["epochs"] = int(state.get("planned_epochs", cfg.optim.epochs))
         history = ckpt["history"]
         run_id = ckpt.get("mlflow_run_id")
         torch.set_rng_state(ckpt["torch_rng"])
@@ -257,7 +270,7 @@ def train(
     stopped_early = False
     status = "FAILED"
     try:
-        while state["epoch"] < cfg.optim.epochs:
+        while state["epoch"] < planned["epochs"]:
             epoch = state["epoch"] + 1
             t0 = time.monotonic()
             sampler.set_epoch(epoch)
@@ -267,14 +280,15 @@ def train(
             bar = tqdm(
                 _loader(train_ds, sampler, cfg),
                 total=steps_per_epoch,
-                desc=f"epoch {epoch}/{cfg.optim.epochs}",
+                desc=f"epoch {epoch}/{planned['epochs']}",
                 disable=not rt.is_main,
                 mininterval=1.0 if progress else 60.0,
                 file=sys.stderr,
                 leave=progress,
             )
             for xb, yb, cb in bar:
-                x, y, c = xb.to(rt.device), yb.to(rt.device), cb.to(rt.device)
+                x = xb.to(rt.device, non_blocking=True, memory_format=memory_format)
+                y, c = yb.to(rt.device, non_blocking=True), cb.to(rt.device, non_blocking=True)
                 with rt.autocast():
                     out = model(x)
                 parts = criterion(out[0], out[1], y, c)
@@ -330,6 +344,12 @@ def train(
                 else:
                     state["bad_epochs"] += 1
                 state["epoch"] = epoch
+                if epoch == 1 and cfg.run.budget_minutes and "planned_epochs" not in state:
+                    planned["epochs"] = budget_epochs(
+                        cfg.run.budget_minutes, time.monotonic() - started, cfg.optim.epochs
+                    )
+                    log.info("run.budget_minutes: %d epochs fit", planned["epochs"])
+                state["planned_epochs"] = planned["epochs"]
                 history.append(row)
                 _atomic_save(
                     {
