@@ -147,6 +147,20 @@ ERRORS: dict[str, Entry] = {
         "third-party reader must be installed in the same environment (entry-point group "
         "`waferscope.formats`).",
     ),
+    "protocols.DecompressionLimitError": Entry(
+        shape="`<source>: byte <offset>: <gzip|bzip2|xz> expands past the <n>-byte limit for "
+        "decompressed input`, or `... expands <r> times (<n> bytes from <m>), past the 200x "
+        "limit for compressed input`.",
+        shows="As `FormatError` (the edge's code is `format_error`, a `parse_failure` alert).",
+        means="A gzip, bzip2 or xz input grows beyond 2 GiB when undone, or beyond 200 times "
+        "its compressed size once past 64 MiB: a decompression bomb, or a file that is mostly "
+        "one repeated byte. Reading stops there, before memory or disk run out. Real tester "
+        "files compress 3 to 30 times.",
+        todo="If the file is genuine, send it uncompressed or split it; the limits are "
+        "`MAX_DECOMPRESSED_BYTES`, `MAX_RATIO` and `RATIO_FLOOR_BYTES` in "
+        "`waferscope.protocols.formats.base` (per input: `Source(..., max_decompressed=, "
+        "max_ratio=)`). Otherwise find who produced it: a tester does not write such files.",
+    ),
     "protocols.TruncatedError": Entry(
         shape="As `FormatError`: `<source>: byte <offset>: <format> <reason>`.",
         shows="As `FormatError`. The edge reports `truncated` only when the message contains "

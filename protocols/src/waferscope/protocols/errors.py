@@ -99,6 +99,10 @@ class TruncatedError(FormatError):
     """The source ends in the middle of a record or structure."""
 
 
+class DecompressionLimitError(FormatError):
+    """A compressed input expands past the size or ratio limit (a decompression bomb)."""
+
+
 class WaferMapError(WaferscopeError, ValueError):
     """A WaferMap (or a part of it) was constructed from inconsistent values."""
 

@@ -22,10 +22,17 @@ from typing import BinaryIO, ClassVar, Protocol, cast, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from waferscope.protocols.errors import FormatError
+from waferscope.protocols.errors import DecompressionLimitError, FormatError
 from waferscope.protocols.wafermap import WaferMap
 
 HEAD_SIZE = 8192
+# Decompression-bomb limits for gzip / bzip2 / xz inputs: a stream may expand to at most
+# MAX_DECOMPRESSED_BYTES, and past RATIO_FLOOR_BYTES to at most MAX_RATIO times the compressed
+# bytes read so far (real tester files compress 3-30x; a bomb of zeros 1,000x to 1,000,000x).
+# Source(..., max_decompressed=, max_ratio=) changes them per input.
+MAX_DECOMPRESSED_BYTES = 2 * 1024 * 1024 * 1024
+MAX_RATIO = 200.0
+RATIO_FLOOR_BYTES = 64 * 1024 * 1024
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
@@ -93,12 +100,40 @@ def _open_codec(codec: str, raw: BinaryIO) -> io.BufferedIOBase:
 class _DecompressingReader(io.RawIOBase):
     """Wraps a decompressor; a stream cut short reads as EOF and sets ``truncated``."""
 
-    def __init__(self, inner: io.BufferedIOBase, name: str, codec: str) -> None:
+    def __init__(
+        self,
+        inner: io.BufferedIOBase,
+        raw: BinaryIO,
+        name: str,
+        codec: str,
+        limits: tuple[int, float],
+    ) -> None:
         self._inner = inner
+        self._raw = raw
         self._name = name
         self._codec = codec
+        self._max_bytes, self._max_ratio = limits
         self.truncated = False
         self.consumed = 0
+
+    def _check_limits(self) -> None:
+        if self.consumed > self._max_bytes:
+            raise DecompressionLimitError(
+                f"expands past the {self._max_bytes:,}-byte limit for decompressed input",
+                format=self._codec,
+                source=self._name,
+                offset=self._max_bytes,
+            )
+        if self.consumed > RATIO_FLOOR_BYTES:
+            packed = max(1, self._raw.tell())
+            if self.consumed / packed > self._max_ratio:
+                raise DecompressionLimitError(
+                    f"expands {self.consumed / packed:,.0f} times ({self.consumed:,} bytes from "
+                    f"{packed:,}), past the {self._max_ratio:,.0f}x limit for compressed input",
+                    format=self._codec,
+                    source=self._name,
+                    offset=self.consumed,
+                )
 
     def readable(self) -> bool:
         return True
@@ -119,6 +154,7 @@ class _DecompressingReader(io.RawIOBase):
         n = len(data)
         b[:n] = data
         self.consumed += n
+        self._check_limits()
         return n
 
     def close(self) -> None:
@@ -133,10 +169,19 @@ class Source:
     early (readers treat that as the stream ending mid-structure).
     """
 
-    def __init__(self, name: str, raw: BinaryIO, *, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        raw: BinaryIO,
+        *,
+        path: Path | None = None,
+        max_decompressed: int = MAX_DECOMPRESSED_BYTES,
+        max_ratio: float = MAX_RATIO,
+    ) -> None:
         self.name = name
         self.path = path
         self._raw = raw
+        self._limits = (max_decompressed, max_ratio)
         magic = raw.read(6)
         raw.seek(0)
         self.compression: str | None = None
@@ -145,7 +190,7 @@ class Source:
         for prefix, codec in _MAGIC:
             if magic.startswith(prefix):
                 self.compression = codec
-                self._decomp = _DecompressingReader(_open_codec(codec, raw), name, codec)
+                self._decomp = self._decompressor(codec)
                 inner = cast(BinaryIO, io.BufferedReader(self._decomp, buffer_size=1 << 20))
                 break
         self.stream: BinaryIO = inner
@@ -164,10 +209,13 @@ class Source:
     def _reopen(self) -> None:
         self._raw.seek(0)
         assert self.compression is not None
-        self._decomp = _DecompressingReader(
-            _open_codec(self.compression, self._raw), self.name, self.compression
-        )
+        self._decomp = self._decompressor(self.compression)
         self.stream = cast(BinaryIO, io.BufferedReader(self._decomp, buffer_size=1 << 20))
+
+    def _decompressor(self, codec: str) -> _DecompressingReader:
+        return _DecompressingReader(
+            _open_codec(codec, self._raw), self._raw, self.name, codec, self._limits
+        )
 
     @property
     def truncated(self) -> bool:
