@@ -154,3 +154,65 @@ def test_demo_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
         assert done.returncode == 1, done.stdout + done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and expected in lines[0], done.stderr
+
+
+def _children(pid: int) -> set[int]:
+    """The launcher's child processes (they run in their own sessions, but stay its children)."""
+    kids = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            kids.add(int(status.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("how", ["ctrl-c behind a dead tee", "head stops reading"])
+def test_a_closed_output_pipe_still_stops_every_child(
+    tmp_path: Path, val_npz: Path, how: str
+) -> None:
+    """`waferscope demo | tee log` then Ctrl-C (tee dies first), or `| head`: the launcher
+    loses its output and must still stop the broker, the hub and the edges."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "waferscope.protocols.cli.main", "demo",
+            "--workdir", str(tmp_path / "demo"), "--edges", "1",
+            "--hub-port", str(free_port()), "--edge-port", str(free_port()),
+            "--data", str(val_npz), "--rate", "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"press Ctrl-C" not in seen and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    assert b"press Ctrl-C" in seen, seen.decode()
+    children = _children(proc.pid)
+    assert len(children) >= 3, children  # broker, hub, edge
+    proc.stdout.close()  # the reader is gone: every later write is a broken pipe
+    if how.startswith("ctrl-c"):
+        proc.send_signal(signal.SIGINT)
+    code = proc.wait(120)  # `| head`: the next progress line finds the pipe closed
+    assert code in (0, 1)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)], "children left running"

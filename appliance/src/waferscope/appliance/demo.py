@@ -71,9 +71,30 @@ class _Stop:
         signal.signal(signal.SIGTERM, handler)
 
 
+class _Console:
+    """The launcher's output. When it goes away (``| head`` ended, ``| tee`` killed by Ctrl-C)
+    printing must not end the launcher before it stops its children: the first failed write
+    marks the output gone, asks the demo to stop, and later lines are dropped."""
+
+    def __init__(self, out: TextIO, stop: threading.Event) -> None:
+        self.out = out
+        self.stop = stop
+        self.gone = False
+
+    def say(self, text: str = "") -> None:
+        if self.gone:
+            return
+        try:
+            print(text, file=self.out, flush=True)
+        except (BrokenPipeError, OSError, ValueError):  # ValueError: a closed file
+            self.gone = True
+            self.stop.set()
+
+
 def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
-    def say(text: str = "") -> None:
-        print(text, file=out, flush=True)
+    stop = _Stop()
+    console = _Console(out, stop.event)
+    say = console.say
 
     sources = opts.sources or default_sources()
     edge_ports = [opts.edge_port + i for i in range(opts.edges)] if opts.edge_port else []
@@ -93,7 +114,6 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
         else:
             say(f"reusing the previous run's state in {layout.root} (--fresh starts over)")
     # the simulator checks its sources and formats before anything starts
-    stop = _Stop()
     stop.install()
     layout.make_folders()
     simulator = None
@@ -112,7 +132,23 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
         )
     say(f"starting the appliance in {layout.root} ...")
     appliance.prepare()
-    appliance.start()
+    appliance.start()  # stops what it started when it fails
+    try:
+        return _serve(opts, appliance, simulator, stop, console)
+    finally:
+        appliance.stop()  # on every exit path, before anything else can fail (idempotent)
+
+
+def _serve(
+    opts: DemoOptions,
+    appliance: Appliance,
+    simulator: TesterSimulator | None,
+    stop: _Stop,
+    console: _Console,
+) -> int:
+    """Print the addresses, run the simulator and the progress line until asked to stop."""
+    say = console.say
+    layout = appliance.layout
     user, password = appliance.reviewer_login
     say("")
     say(f"  hub (reviewer UI):  {appliance.hub_url}/    login: {user} / {password}")
@@ -148,6 +184,9 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
                 say(f"\nstopping: {', '.join(dead)} exited unexpectedly (see {layout.logs_dir})")
                 code = 1
                 break
+            if console.gone:
+                code = 1  # nobody reads us any more: stop like a pipeline program on SIGPIPE
+                break
             if time.monotonic() >= next_line:
                 next_line += opts.progress_every_s
                 sent = simulator.stats.written if simulator is not None else None
@@ -167,8 +206,10 @@ def run_demo(opts: DemoOptions, out: TextIO = sys.stdout) -> int:
         say("\nstopping: simulator, edges (draining their outboxes), hub, broker ...")
         if worker is not None:
             worker.join(timeout=10)
-        final = read_progress(appliance.hub_url, edges)
-        appliance.stop()
-        say(final.line())
+        try:
+            final = read_progress(appliance.hub_url, edges).line()
+        finally:
+            appliance.stop()
+        say(final)
         say(f"state kept in {layout.root}: run again to continue, or with --fresh to start over")
     return code
