@@ -98,6 +98,15 @@ class Situation:
     evidence: tuple[tuple[str, str], ...]  # (file, text that must be in it)
 
 
+RELEASE_REFUSAL_SHOWN = (
+    "`waferscope release verify|sign|keygen`: `waferscope: error: <message>`, exit status"
+    " 1. Edge install (`waferscope edge install-release`, a deploy command): the release "
+    "is refused, the running engine keeps serving, a `release_refused` alert names the "
+    "reason."
+)
+"""Where every release refusal appears (the same for each reason)."""
+
+
 # =========================================================================== the entries
 # Exception classes, keyed "<part>.<ClassName>".
 ERRORS: dict[str, Entry] = {
@@ -262,6 +271,133 @@ ERRORS: dict[str, Entry] = {
         means="An E142 document with more XML elements than the reader's limit (a guard "
         "against oversized or hostile XML).",
         todo="See `FormatError`.",
+    ),
+    "protocols.ReleaseError": Entry(
+        shape="`<release file>: <reason>`; the subclasses below name each reason.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The base class of release refusals; raised directly for a bad `sign` request "
+            "(version below 1, an expiry in the past, an unreadable delegation file)."
+        ),
+        todo="Read the message; fix the option or file it names.",
+    ),
+    "protocols.ReleaseFormatError": Entry(
+        shape=(
+            "`<file>: truncated or corrupt release file (...)`, `<file>: expected release.json "
+            "next, found ...`, `<file>: release.json is <n> bytes, over the 1048576-byte limit`, "
+            "`<file>: file name '<p>' is not a safe relative path`, `<file>: bundle/<f> is a link"
+            " or special file`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The file is not a well-formed release: not a plain tar, cut short (an interrupted "
+            "copy or download), an envelope that is not JSON or is oversized, a file name that "
+            "escapes the bundle (`..`, absolute), a link, or too many files. Nothing is unpacked."
+        ),
+        todo=(
+            "Copy or download the release again and compare its size with the source; a release "
+            "built by `waferscope release sign` never has links or unsafe names, so one that does"
+            " was not made by it."
+        ),
+    ),
+    "protocols.ReleaseSignatureError": Entry(
+        shape=(
+            "`<file>: release.json: the ed25519 signature by key <id> does not verify`, `<file>: "
+            "... carries no signature`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The signed manifest (or the key delegation) was altered after signing, or the "
+            "signature was forged."
+        ),
+        todo=(
+            "Do not install it. Re-sign the bundle with `waferscope release sign` from a trusted "
+            "build; find out who changed the file."
+        ),
+    ),
+    "protocols.UnknownReleaseKeyError": Entry(
+        shape=(
+            "`<file>: delegation.json: signed by unknown key(s) <id>`, `<file>: release.json: "
+            "signed by unknown key(s) <id>`, `<file>: key <id> may sign channels [...], not "
+            "'<channel>'`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The delegation is signed by a root key this verifier does not trust (`--root`, the "
+            "edge's `[release] trusted_root_keys`), the release is signed by a key the delegation"
+            " does not certify, or the key may not sign this channel."
+        ),
+        todo=(
+            "Check that the edge trusts the right root public key, that the release was signed "
+            "with the release key of the delegation shipped with it, and the `--channel` options "
+            "of `keygen` and `sign`."
+        ),
+    ),
+    "protocols.ReleaseKeyExpiredError": Entry(
+        shape="`<file>: release key <id> expired at <time>`.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="The root's delegation of the release key has run out (`keygen --days`).",
+        todo=(
+            "Certify a new release key with the offline root key (`waferscope release keygen DIR "
+            "--root-key root.key`) and sign the bundle again."
+        ),
+    ),
+    "protocols.ReleaseExpiredError": Entry(
+        shape="`<file>: release <n> expired at <time>`.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The release's own expiry (`sign --days`) has passed: an old release held back and "
+            "replayed later (a freeze attack), or one installed too late."
+        ),
+        todo=(
+            "Sign the bundle again as a new release (higher `--version`, a fresh expiry). Check "
+            "the box's clock."
+        ),
+    ),
+    "protocols.ReleaseDowngradeError": Entry(
+        shape=(
+            "`<file>: release <n> is older than the accepted release <m>`, `<file>: release <n> "
+            "was accepted before with other content`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The release number is lower than the highest this edge (or `--min-version`) "
+            "accepted, or equal with different files: a rollback or replay."
+        ),
+        todo=(
+            "Sign the bundle as a new release with a version above the highest accepted (the "
+            "edge's status shows it). To go back to an older engine, re-sign it with a higher "
+            "version."
+        ),
+    ),
+    "protocols.ReleaseFileError": Entry(
+        shape=(
+            "`<file>: <path> sha256 <12 hex>… differs from the manifest`, `<file>: <path> is <n> "
+            "bytes, the manifest says <m>`, `<file>: listed file(s) missing: ...`, `<file>: "
+            "<path> is not listed in the signed manifest`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="A bundle file inside the release was changed, removed or added after signing.",
+        todo="Do not install it; fetch the release from its source again. Nothing was unpacked.",
+    ),
+    "protocols.AgentTooOldError": Entry(
+        shape="`<file>: release <n> needs agent >= <v>, this agent is <w>`.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="The release was signed with `--min-agent-version` above the installed edge agent.",
+        todo="Upgrade the edge agent first (a new edge image), then install the release.",
+    ),
+    "protocols.ReleaseKeyError": Entry(
+        shape=(
+            "`<key file>: exists already; refusing to overwrite a key`, `<key file>: not an "
+            "unencrypted PEM private key (...)`, `<key file>: holds a <Type>, not an Ed25519 "
+            "key`, `<where>: an Ed25519 public key has 32 bytes, not <n>`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="A key file is missing, not PEM, not Ed25519, or keygen would overwrite one.",
+        todo=(
+            "Point the option at the `.key` / `.pub` file `waferscope release keygen` wrote; pick"
+            " another `--name` or folder for new keys."
+        ),
     ),
     "protocols.BundleError": Entry(
         shape="`<folder>: <file> sha256 <12 hex>… does not match the manifest`, "
