@@ -417,6 +417,24 @@ ERRORS: dict[str, Entry] = {
         "`manifest.json` last, verify with `waferscope edge check-bundle DIR`.",
     ),
     # ------------------------------------------------------------------ edge
+    "edge.ReleaseHealthError": Entry(
+        shape="`release <n>: the engine does not load: ...`, `release <n>: golden set: ...`, "
+        "`release <n>: golden logits differ by up to <x> (allowed <y>)`, `release <n>: golden "
+        "top-class agreement <x> is too low`, `release <n>: golden latency <x> ms per wafer is "
+        "over <budget>`.",
+        shows="`waferscope edge install-release`: `waferscope: error: ...`, exit status 1. "
+        "A running agent: a `release_refused` alert; the release's row in the store is "
+        "`rolled_back` with the reason; the active engine keeps serving.",
+        means="The release verified, but its engine failed the edge's local health gate: it "
+        "does not load here, it ships no golden set, its logits on the golden inputs differ "
+        "from those recorded where it was built (another onnxruntime build, CPU kernels, a "
+        "damaged engine), or it is slower than `[release] latency_budget_ms`.",
+        todo="Sign releases with `waferscope release sign --golden-maps ...`. Compare the "
+        "onnxruntime version of the build machine and the edge; raise "
+        "`[release] golden_max_abs_diff` or the latency budget only if the difference is "
+        "understood. The version stays accepted: re-sign a fixed engine with a higher "
+        "`--version`.",
+    ),
     "edge.StoreError": Entry(
         shape="`<connection>: database schema v<n> is newer than this agent's v<m>`.",
         shows="Edge start: `waferscope: error: ...`, exit status 1.",

@@ -22,6 +22,7 @@ from waferscope.edge.grpc_ingest import IngestServer, TesterIngestService
 from waferscope.edge.hot_folder import HotFolder
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.mqtt_link import LinkState, MqttLink
+from waferscope.edge.releases import ReleaseManager
 from waferscope.edge.store import Store
 from waferscope.edge.worker import Worker
 from waferscope.protocols import logs, tracing
@@ -38,6 +39,7 @@ class Wiring:
     agent: Agent
     store: Store
     slot: ModelSlot
+    releases: ReleaseManager
     worker: Worker
     metrics: AgentMetrics
     device: DeviceInfo
@@ -69,11 +71,13 @@ def build_agent(config: EdgeConfig) -> Wiring:
             model.version, model.runner.provider, model.bundle.encoding.version, model.loaded_at
         )
 
-    model = load_model(config.model.path, config.model, cache)
+    alerts = AlertEngine(config.alerts.rules, config.device_id)
+    releases = ReleaseManager(config.release, config.model, store, alerts, cache_dir=cache)
+    model = releases.load_startup_model(load_model)
     slot = ModelSlot(model, config.model, cache, on_change=model_changed)
+    releases.bind(slot)
     model_changed(model)
     device = DeviceInfo(config, slot, store, datetime.now(UTC))
-    alerts = AlertEngine(config.alerts.rules, config.device_id)
     alerts.seed(
         (
             r["tester_id"] or "",
@@ -94,8 +98,16 @@ def build_agent(config: EdgeConfig) -> Wiring:
             status=device.status,
             birth=device.birth,
         )
+    if link is not None:
+        releases.on_report = link.publish_shadow_report
     worker = Worker(
-        config, slot, store, alerts, metrics, on_committed=link.wake if link else lambda: None
+        config,
+        slot,
+        store,
+        alerts,
+        metrics,
+        on_committed=link.wake if link else lambda: None,
+        classify=releases.classify,
     )
     device.last_result = lambda: worker.last_result_time
 
@@ -125,6 +137,7 @@ def build_agent(config: EdgeConfig) -> Wiring:
         agent=Agent(parts, closers=[("store", store.close)]),
         store=store,
         slot=slot,
+        releases=releases,
         worker=worker,
         metrics=metrics,
         device=device,

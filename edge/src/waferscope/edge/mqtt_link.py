@@ -38,7 +38,7 @@ from waferscope.edge.config import MqttConfig
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.store import OutboxRow, Store
 from waferscope.protocols import messages, topics, tracing
-from waferscope.protocols.pb import alert_pb2, device_pb2, result_pb2
+from waferscope.protocols.pb import alert_pb2, device_pb2, release_pb2, result_pb2
 
 log = logging.getLogger(__name__)
 ACK_BATCH = 32
@@ -382,6 +382,16 @@ class MqttLink:
             payload = messages.encode(message, self.config.encoding)
         traceparent = observe.published(span, row, topic, message.sequence)
         return topic, payload, self._props(message, traceparent, self.config.encoding)
+
+    def publish_shadow_report(self, report: release_pb2.ShadowReport) -> None:
+        """Send a release's shadow-trial report (QoS 1; the client queues it while offline)."""
+        self._client.publish(
+            topics.shadow_report_topic(self.device_id, site=self.site),
+            messages.encode(report),
+            qos=topics.qos(topics.TopicKind.SHADOW_REPORT),
+            retain=False,
+            properties=self._props(report),
+        )
 
     def _publish_status(self, cause: int) -> None:
         self._last_status = time.monotonic()

@@ -1,8 +1,10 @@
 """The edge database's tables (created with sqlite-utils; versioned in the ``meta`` table).
 
 Versions: 1 the first; 2 adds ``outbox.traceparent`` (the W3C trace context of the wafer a
-message belongs to). A file of an older version is brought up to date when it is opened (new
-columns are added, existing rows keep empty values); a file of a newer version is refused.
+message belongs to); 3 adds ``releases`` (every signed release the edge accepted, its slot and
+state: the highest version guards against rollback and replay). A file of an older version is
+brought up to date when it is opened (new columns and tables are added, existing rows keep empty
+values); a file of a newer version is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sqlite_utils
 
 from waferscope.protocols.errors import WaferscopeError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(WaferscopeError):
@@ -96,6 +98,22 @@ def create_schema(db: sqlite_utils.Database) -> None:
         pk="alert_id",
         not_null={"sequence", "message"},
         defaults={"published": 0, "acknowledged": 0},
+        if_not_exists=True,
+    )
+    db["releases"].create(  # type: ignore[union-attr]
+        {
+            "version": int,
+            "digest": str,
+            "channel": str,
+            "model_version": str,
+            "slot": str,
+            "state": str,
+            "detail": str,
+            "accepted_at": float,
+            "updated_at": float,
+        },
+        pk="version",
+        not_null={"digest", "state"},
         if_not_exists=True,
     )
     # AUTOINCREMENT: outbox ids never go back, even when the outbox has been emptied (the
