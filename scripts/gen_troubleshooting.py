@@ -386,6 +386,19 @@ ERRORS: dict[str, Entry] = {
         means="The release was signed with `--min-agent-version` above the installed edge agent.",
         todo="Upgrade the edge agent first (a new edge image), then install the release.",
     ),
+    "protocols.ReleaseTransferError": Entry(
+        shape="`<host:port>: download of <sha12> failed at byte <n> (<gRPC status>: <details>)`, "
+        "`<host:port>: downloaded <sha12> does not match its size <n> and sha256`, "
+        "`<host:port>: chunk at <n> is not of release <sha12>`.",
+        shows="Edge: a `DeployAck` `DEPLOY_STATUS_FAILED` with error code `download_failed`, a "
+        "`release_refused` alert; the running engine keeps serving.",
+        means="The release named by a deploy command could not be fetched over BundleTransfer: "
+        "the server is unreachable or has no file with that SHA-256 (`NOT_FOUND`), or the bytes "
+        "received do not add up to the announced file (the partial file is then deleted).",
+        todo="Check the command's `location` (host:port of the BundleTransfer server) from the "
+        "edge, and that the server holds the release. A broken connection is resumed from the "
+        "partial file by the next command.",
+    ),
     "protocols.ReleaseKeyError": Entry(
         shape=(
             "`<key file>: exists already; refusing to overwrite a key`, `<key file>: not an "

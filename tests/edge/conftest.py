@@ -45,3 +45,11 @@ def subscriber(broker):  # type: ignore[no-untyped-def]
     time.sleep(0.2)
     yield sub
     sub.close()
+
+
+@pytest.fixture
+def keys(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A root key and a release key it certifies (tests/support/release_keys.py)."""
+    from release_keys import make_signer
+
+    return make_signer(tmp_path / "keys")

@@ -23,42 +23,15 @@ from edge_test_support import (
     wafer_bytes,
     wait_for,
 )
-from release_keys import Signer, make_signer, rewrite
-from sample_wafers import dataset_wafers, encoded_maps
+from release_keys import Signer, candidate, release_toml, rewrite
+from sample_wafers import dataset_wafers
 
 from waferscope.edge.app import Wiring
 from waferscope.edge.bundles import default_bundle_path
 from waferscope.edge.release_ledger import ReleaseState
 from waferscope.edge.releases import ReleaseHealthError
 from waferscope.protocols.bundle import describe_file, read_manifest, write_manifest
-from waferscope.protocols.inference import OnnxRuntimeRunner, load_bundle
 from waferscope.protocols.release import ReleaseDowngradeError, ReleaseFileError
-from waferscope.protocols.release.golden import add_golden
-
-
-def candidate(source: Path, dest: Path, val_npz: Path, model_version: str) -> Path:
-    """A copy of ``source`` named ``model_version`` with a golden set from its own engine."""
-    shutil.copytree(source, dest)
-    manifest = read_manifest(dest)
-    manifest.model_version = model_version
-    write_manifest(dest, manifest)
-    runner = OnnxRuntimeRunner(load_bundle(dest).engine_path)
-    x, _ = encoded_maps(val_npz, 24)  # encoding v1, 64 px: what both test engines read
-    assert x.shape[1:] == load_bundle(dest).encoding.shape
-    add_golden(dest, x, lambda b: runner.run(b).pattern_logits)
-    runner.close()
-    return dest
-
-
-def release_toml(keys: Signer, **settings: object) -> str:
-    lines = [f'trusted_root_keys = ["{keys.root_pub}"]']
-    lines += [f"{k} = {v}" for k, v in settings.items()]
-    return "[release]\n" + "\n".join(lines) + "\n"
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Signer:
-    return make_signer(tmp_path / "keys")
 
 
 def incoming(w: Wiring) -> Path:
@@ -112,9 +85,12 @@ def test_release_shadows_then_commits_without_losing_or_repeating_a_wafer(
             w.releases.install(keys.sign(new, tmp_path / "r5b.wsrelease", 5))
         with pytest.raises(ReleaseDowngradeError, match="older than the accepted release 5"):
             w.releases.install(keys.sign(new, tmp_path / "r4.wsrelease", 4))
-        wait_for(lambda: len(subscriber.of_kind("alert")) >= 2, 10, what="refusal alerts")
-        kinds = {a.payload["ruleKind"] for a in subscriber.of_kind("alert")}
-        assert "release_refused" in kinds
+
+        def refusals() -> int:
+            alerts = subscriber.of_kind("alert")
+            return sum(a.payload["ruleKind"] == "release_refused" for a in alerts)
+
+        wait_for(lambda: refusals() >= 2, 20, what="two release_refused alerts")
         assert w.slot.current.version == "tiny-test-2"  # still serving
     finally:
         w.agent.stop()
@@ -137,9 +113,9 @@ def test_a_worse_engine_is_rolled_back_in_shadow(
         w.releases.install(release)
         for i, wafer in enumerate(dataset_wafers(val_npz, 16, start=300)):
             drop(incoming(w), f"c{i:02d}.xml", wafer_bytes(wafer))
-        wait_for(lambda: w.releases.trial is None, 90, what="the trial's end")
+        wait_for(lambda: w.releases.trial is None, 180, what="the trial's end")
         row = w.releases.ledger.all()[0]
-        assert (row.version, row.state) == (7, ReleaseState.ROLLED_BACK)
+        assert (row.version, row.state) == (7, ReleaseState.ROLLED_BACK), row
         assert "agreement" in row.detail and "below 0.99" in row.detail
         assert w.slot.current.version == "tiny-test-1"
         assert w.releases.ledger.in_state(ReleaseState.ACTIVE) is None

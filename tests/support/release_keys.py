@@ -4,6 +4,7 @@ helpers that rewrite a release file's tar members (the attacks)."""
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,8 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sample_wafers import encoded_maps
 
+from waferscope.protocols.bundle import read_manifest, write_manifest
+from waferscope.protocols.inference import OnnxRuntimeRunner, load_bundle
 from waferscope.protocols.release import build_release, delegate, generate, load_private
+from waferscope.protocols.release.golden import add_golden
 from waferscope.protocols.release.keys import key_id
 
 
@@ -90,3 +95,23 @@ def rewrite(path: Path, change: Callable[[list[Member]], list[Member]]) -> Path:
             else:
                 tar.addfile(info)
     return path
+
+
+def candidate(source: Path, dest: Path, val_npz: Path, model_version: str) -> Path:
+    """A copy of ``source`` named ``model_version`` with a golden set from its own engine."""
+    shutil.copytree(source, dest)
+    manifest = read_manifest(dest)
+    manifest.model_version = model_version
+    write_manifest(dest, manifest)
+    runner = OnnxRuntimeRunner(load_bundle(dest).engine_path)
+    x, _ = encoded_maps(val_npz, 24)  # encoding v1, 64 px: what both test engines read
+    assert x.shape[1:] == load_bundle(dest).encoding.shape
+    add_golden(dest, x, lambda b: runner.run(b).pattern_logits)
+    runner.close()
+    return dest
+
+
+def release_toml(keys: Signer, **settings: object) -> str:
+    lines = [f'trusted_root_keys = ["{keys.root_pub}"]']
+    lines += [f"{k} = {v}" for k, v in settings.items()]
+    return "[release]\n" + "\n".join(lines) + "\n"

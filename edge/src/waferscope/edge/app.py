@@ -16,6 +16,7 @@ from waferscope.edge.alerts import AlertEngine
 from waferscope.edge.blas import limit_blas_threads
 from waferscope.edge.config import EdgeConfig
 from waferscope.edge.config_loader import load_config
+from waferscope.edge.deploy import DeployHandler
 from waferscope.edge.device_info import DeviceInfo
 from waferscope.edge.engine import BundleWatcher, ModelSlot, load_model
 from waferscope.edge.grpc_ingest import IngestServer, TesterIngestService
@@ -98,8 +99,11 @@ def build_agent(config: EdgeConfig) -> Wiring:
             status=device.status,
             birth=device.birth,
         )
+    deploys = None
     if link is not None:
         releases.on_report = link.publish_shadow_report
+        deploys = DeployHandler(releases, config.device_id, link.publish_deploy_ack)
+        link.on_command = deploys.submit
     worker = Worker(
         config,
         slot,
@@ -121,6 +125,8 @@ def build_agent(config: EdgeConfig) -> Wiring:
     if link is not None:
         parts.append(("mqtt", link))
     parts.append(("worker", worker))
+    if deploys is not None:
+        parts.append(("deploy", deploys))
     hot = None
     if config.ingest.hot_folder.enabled:
         hot = HotFolder(config.ingest.hot_folder, worker, store, config.tester_id)

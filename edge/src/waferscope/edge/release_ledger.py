@@ -129,6 +129,23 @@ class ReleaseLedger:
             ).fetchone()
         return None if row is None else _row(row)
 
+    def first_time(self, command_id: str) -> bool:
+        """Record a deploy command id; False when it was executed before (at most once)."""
+        with self._store.transaction() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO deploy_commands (command_id, status, received_at)"
+                " VALUES (?, 'received', ?)",
+                (command_id, time.time()),
+            )
+            return cur.rowcount == 1
+
+    def next_ack_sequence(self) -> int:
+        with self._store.transaction() as conn:
+            row = conn.execute(
+                "UPDATE counters SET value = value + 1 WHERE stream = 'deploy_ack' RETURNING value"
+            ).fetchone()
+        return int(row[0])
+
     def all(self) -> list[ReleaseRow]:
         with self._store.transaction() as conn:
             rows = conn.execute(

@@ -132,7 +132,7 @@ class ReleaseManager:
         last-known-good release's, else the configured bundle; None = the shipped one)."""
         back = self.ledger.revert(version, reason)
         log.error("release %d rolled back: %s", version, reason)
-        self._alert("release_rolled_back", f"release {version} rolled back", reason, str(version))
+        self.alert("release_rolled_back", f"release {version} rolled back", reason, str(version))
         return slot_path(self.slots_dir, back.slot) if back else self.model_config.path
 
     def bind(self, slot: ModelSlot) -> None:
@@ -152,7 +152,7 @@ class ReleaseManager:
             try:
                 return self._install(path)
             except (ReleaseError, ReleaseHealthError) as exc:
-                self._alert("release_refused", f"release {path.name} refused", str(exc), path.name)
+                self.alert("release_refused", f"release {path.name} refused", str(exc), path.name)
                 raise
 
     def _install(self, path: Path) -> InstallOutcome:
@@ -256,7 +256,7 @@ class ReleaseManager:
             self.ledger.set_state(trial.version, ReleaseState.ROLLED_BACK, reason)
             trial.candidate.runner.close()
             log.warning("release %d rolled back: %s", trial.version, reason)
-            self._alert(
+            self.alert(
                 "release_rolled_back",
                 f"release {trial.version} rolled back in shadow",
                 reason,
@@ -265,19 +265,23 @@ class ReleaseManager:
         state = ReleaseState.ACTIVE if take_over else ReleaseState.ROLLED_BACK
         self._report(trial.report(self.store_device_id(), previous, state.value, reason))
 
+    def roll_back(self, reason: str) -> bool:
+        """Return to the last-known-good engine now (the hub's ROLLBACK); False if none."""
+        with self._lock:
+            active = self.ledger.in_state(ReleaseState.ACTIVE)
+            if self.slot is None or active is None:
+                return False
+            self.slot.swap(self._fall_back(active.version, reason))
+            back = self.ledger.in_state(ReleaseState.ACTIVE)
+            self._release_model = self.slot.current if back is not None else None
+            return True
+
     def _runtime_rollback(self, model: Model, exc: Exception) -> bool:
         with self._lock:
             if self.slot is None or model is not self._release_model:
                 return False
-            active = self.ledger.in_state(ReleaseState.ACTIVE)
-            if active is None:
-                return False
             first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            folder = self._fall_back(active.version, f"the engine failed at run time: {first}")
-            self.slot.swap(folder)
-            back = self.ledger.in_state(ReleaseState.ACTIVE)
-            self._release_model = self.slot.current if back is not None else None
-            return True
+            return self.roll_back(f"the engine failed at run time: {first}")
 
     # ------------------------------------------------------------------ reporting
     def store_device_id(self) -> str:
@@ -290,7 +294,8 @@ class ReleaseManager:
             except Exception:  # reporting must never stop a rollback or a commit
                 log.exception("shadow report not sent")
 
-    def _alert(self, kind: str, title: str, message: str, key: str) -> None:
+    def alert(self, kind: str, title: str, message: str, key: str) -> None:
+        """Raise a release alert (stored, then published with the other alerts)."""
         alert = self.alerts.make_alert(
             rule_id="release",
             kind=kind,

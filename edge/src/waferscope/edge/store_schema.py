@@ -2,7 +2,8 @@
 
 Versions: 1 the first; 2 adds ``outbox.traceparent`` (the W3C trace context of the wafer a
 message belongs to); 3 adds ``releases`` (every signed release the edge accepted, its slot and
-state: the highest version guards against rollback and replay). A file of an older version is
+state: the highest version guards against rollback and replay; ``deploy_commands``: the deploy
+commands already executed). A file of an older version is
 brought up to date when it is opened (new columns and tables are added, existing rows keep empty
 values); a file of a newer version is refused.
 """
@@ -116,6 +117,11 @@ def create_schema(db: sqlite_utils.Database) -> None:
         not_null={"digest", "state"},
         if_not_exists=True,
     )
+    db["deploy_commands"].create(  # type: ignore[union-attr]
+        {"command_id": str, "status": str, "received_at": float},
+        pk="command_id",
+        if_not_exists=True,
+    )
     # AUTOINCREMENT: outbox ids never go back, even when the outbox has been emptied (the
     # publisher remembers the last id it handed to the MQTT client).
     db.execute(
@@ -132,7 +138,10 @@ def create_schema(db: sqlite_utils.Database) -> None:
         ("outbox", ["kind", "ref_id"], True),
     ):
         db[table].create_index(columns, unique=unique, if_not_exists=True)  # type: ignore[union-attr]
-    db.execute("INSERT OR IGNORE INTO counters (stream, value) VALUES ('result', 0), ('alert', 0)")
+    db.execute(
+        "INSERT OR IGNORE INTO counters (stream, value)"
+        " VALUES ('result', 0), ('alert', 0), ('deploy_ack', 0)"
+    )
     db.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
         [str(SCHEMA_VERSION)],
