@@ -46,11 +46,15 @@ def delegate(
     return envelope.sign(doc, envelope.DELEGATION_TYPE, root)
 
 
-def bundle_files(bundle: Path) -> list[str]:
-    """Every regular file under the bundle folder, relative and sorted; links are refused."""
+def bundle_files(bundle: Path, *, require_bundle: bool = True) -> list[str]:
+    """Every regular file under the folder, relative and sorted; links are refused.
+
+    ``require_bundle``: refuse a folder that is not an engine bundle (an edge image's payload
+    is not one)."""
     if not bundle.is_dir():
-        raise ReleaseFormatError(f"{bundle}: not a bundle folder")
-    read_manifest(bundle)  # refuse a folder that is not a bundle
+        raise ReleaseFormatError(f"{bundle}: not a folder")
+    if require_bundle:
+        read_manifest(bundle)
     found: list[str] = []
     for path in sorted(bundle.rglob("*")):
         rel = path.relative_to(bundle).as_posix()
@@ -73,18 +77,24 @@ def build_release(
     version: int,
     expires: datetime,
     min_agent_version: str = "",
+    model_version: str | None = None,
 ) -> ReleaseManifest:
-    """Sign ``bundle`` as release ``version`` of ``channel`` and write the release file ``out``."""
+    """Sign ``bundle`` as release ``version`` of ``channel`` and write the release file ``out``.
+
+    With ``model_version`` given, ``bundle`` may be any folder (an edge image's payload);
+    otherwise it must be an engine bundle, whose model version the manifest repeats."""
     if version < 1:
         raise ReleaseError(f"release version must be a positive integer, got {version}")
     if expires <= datetime.now(UTC):
         raise ReleaseError(f"release expiry {expires.isoformat()} is in the past")
-    names = bundle_files(bundle)
+    names = bundle_files(bundle, require_bundle=model_version is None)
     manifest = ReleaseManifest(
         schema_version=SCHEMA_VERSION,
         channel=validate_id(channel, "channel"),
         version=version,
-        model_version=read_manifest(bundle).model_version,
+        model_version=read_manifest(bundle).model_version
+        if model_version is None
+        else model_version,
         min_agent_version=min_agent_version,
     )
     manifest.created_time.GetCurrentTime()
