@@ -114,6 +114,11 @@ def test_a_worse_engine_is_rolled_back_in_shadow(
         for i, wafer in enumerate(dataset_wafers(val_npz, 16, start=300)):
             drop(incoming(w), f"c{i:02d}.xml", wafer_bytes(wafer))
         wait_for(lambda: w.releases.trial is None, 180, what="the trial's end")
+        wait_for(
+            lambda: any(a["rule_kind"] == "release_rolled_back" for a in w.store.alerts()),
+            10,
+            what="the rollback alert",
+        )
         row = w.releases.ledger.all()[0]
         assert (row.version, row.state) == (7, ReleaseState.ROLLED_BACK), row
         assert "agreement" in row.detail and "below 0.99" in row.detail

@@ -243,25 +243,28 @@ class ReleaseManager:
         return done
 
     def _end_trial(self, take_over: bool, reason: str) -> None:
-        trial, self.trial = self.trial, None
+        trial = self.trial
         assert trial is not None
         assert self.slot is not None
         previous = self.slot.current
-        if take_over:
-            self.slot.adopt(trial.candidate)
-            self.ledger.commit(trial.version)
-            self._release_model = trial.candidate
-            log.info("release %d committed: %s", trial.version, reason)
-        else:
-            self.ledger.set_state(trial.version, ReleaseState.ROLLED_BACK, reason)
-            trial.candidate.runner.close()
-            log.warning("release %d rolled back: %s", trial.version, reason)
-            self.alert(
-                "release_rolled_back",
-                f"release {trial.version} rolled back in shadow",
-                reason,
-                str(trial.version),
-            )
+        try:
+            if take_over:
+                self.slot.adopt(trial.candidate)
+                self.ledger.commit(trial.version)
+                self._release_model = trial.candidate
+                log.info("release %d committed: %s", trial.version, reason)
+            else:
+                self.ledger.set_state(trial.version, ReleaseState.ROLLED_BACK, reason)
+                trial.candidate.runner.close()
+                log.warning("release %d rolled back: %s", trial.version, reason)
+                self.alert(
+                    "release_rolled_back",
+                    f"release {trial.version} rolled back in shadow",
+                    reason,
+                    str(trial.version),
+                )
+        finally:
+            self.trial = None  # last: whoever sees no trial sees its outcome recorded
         state = ReleaseState.ACTIVE if take_over else ReleaseState.ROLLED_BACK
         self._report(trial.report(self.store_device_id(), previous, state.value, reason))
 
