@@ -59,6 +59,11 @@ bench-appliance: setup
     {{bin}}python benchmarks/appliance_path.py --edges 2 --rates 25 50 100 150 --duration 30
     {{bin}}python benchmarks/store_forward.py --results 100000 --encodings json protobuf --max-inflight 2000 --hub-workers 2
 
+# a signed, offline-installable edge image (firmware_images/README.md); e.g.
+# just image keys/release.key keys/release.delegation.json 12
+image key delegation version out="out/waferscope-edge-image.tar": setup
+    {{bin}}python firmware_images/build_image.py --key {{key}} --delegation {{delegation}} --version {{version}} -o {{out}}
+
 # remove build and test leftovers (keeps .venv)
 clean:
     rm -rf out test-artifacts benchmarks/.work .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -98,6 +98,15 @@ class Situation:
     evidence: tuple[tuple[str, str], ...]  # (file, text that must be in it)
 
 
+RELEASE_REFUSAL_SHOWN = (
+    "`waferscope release verify|sign|keygen`: `waferscope: error: <message>`, exit status"
+    " 1. Edge install (`waferscope edge install-release`, a deploy command): the release "
+    "is refused, the running engine keeps serving, a `release_refused` alert names the "
+    "reason."
+)
+"""Where every release refusal appears (the same for each reason)."""
+
+
 # =========================================================================== the entries
 # Exception classes, keyed "<part>.<ClassName>".
 ERRORS: dict[str, Entry] = {
@@ -277,6 +286,146 @@ ERRORS: dict[str, Entry] = {
         "against oversized or hostile XML).",
         todo="See `FormatError`.",
     ),
+    "protocols.ReleaseError": Entry(
+        shape="`<release file>: <reason>`; the subclasses below name each reason.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The base class of release refusals; raised directly for a bad `sign` request "
+            "(version below 1, an expiry in the past, an unreadable delegation file)."
+        ),
+        todo="Read the message; fix the option or file it names.",
+    ),
+    "protocols.ReleaseFormatError": Entry(
+        shape=(
+            "`<file>: truncated or corrupt release file (...)`, `<file>: expected release.json "
+            "next, found ...`, `<file>: release.json is <n> bytes, over the 1048576-byte limit`, "
+            "`<file>: file name '<p>' is not a safe relative path`, `<file>: bundle/<f> is a link"
+            " or special file`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The file is not a well-formed release: not a plain tar, cut short (an interrupted "
+            "copy or download), an envelope that is not JSON or is oversized, a file name that "
+            "escapes the bundle (`..`, absolute), a link, or too many files. Nothing is unpacked."
+        ),
+        todo=(
+            "Copy or download the release again and compare its size with the source; a release "
+            "built by `waferscope release sign` never has links or unsafe names, so one that does"
+            " was not made by it."
+        ),
+    ),
+    "protocols.ReleaseSignatureError": Entry(
+        shape=(
+            "`<file>: release.json: the ed25519 signature by key <id> does not verify`, `<file>: "
+            "... carries no signature`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The signed manifest (or the key delegation) was altered after signing, or the "
+            "signature was forged."
+        ),
+        todo=(
+            "Do not install it. Re-sign the bundle with `waferscope release sign` from a trusted "
+            "build; find out who changed the file."
+        ),
+    ),
+    "protocols.UnknownReleaseKeyError": Entry(
+        shape=(
+            "`<file>: delegation.json: signed by unknown key(s) <id>`, `<file>: release.json: "
+            "signed by unknown key(s) <id>`, `<file>: key <id> may sign channels [...], not "
+            "'<channel>'`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The delegation is signed by a root key this verifier does not trust (`--root`, the "
+            "edge's `[release] trusted_root_keys`), the release is signed by a key the delegation"
+            " does not certify, or the key may not sign this channel."
+        ),
+        todo=(
+            "Check that the edge trusts the right root public key, that the release was signed "
+            "with the release key of the delegation shipped with it, and the `--channel` options "
+            "of `keygen` and `sign`."
+        ),
+    ),
+    "protocols.ReleaseKeyExpiredError": Entry(
+        shape="`<file>: release key <id> expired at <time>`.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="The root's delegation of the release key has run out (`keygen --days`).",
+        todo=(
+            "Certify a new release key with the offline root key (`waferscope release keygen DIR "
+            "--root-key root.key`) and sign the bundle again."
+        ),
+    ),
+    "protocols.ReleaseExpiredError": Entry(
+        shape="`<file>: release <n> expired at <time>`.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The release's own expiry (`sign --days`) has passed: an old release held back and "
+            "replayed later (a freeze attack), or one installed too late."
+        ),
+        todo=(
+            "Sign the bundle again as a new release (higher `--version`, a fresh expiry). Check "
+            "the box's clock."
+        ),
+    ),
+    "protocols.ReleaseDowngradeError": Entry(
+        shape=(
+            "`<file>: release <n> is older than the accepted release <m>`, `<file>: release <n> "
+            "was accepted before with other content`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means=(
+            "The release number is lower than the highest this edge (or `--min-version`) "
+            "accepted, or equal with different files: a rollback or replay."
+        ),
+        todo=(
+            "Sign the bundle as a new release with a version above the highest accepted (the "
+            "edge's status shows it). To go back to an older engine, re-sign it with a higher "
+            "version."
+        ),
+    ),
+    "protocols.ReleaseFileError": Entry(
+        shape=(
+            "`<file>: <path> sha256 <12 hex>… differs from the manifest`, `<file>: <path> is <n> "
+            "bytes, the manifest says <m>`, `<file>: listed file(s) missing: ...`, `<file>: "
+            "<path> is not listed in the signed manifest`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="A bundle file inside the release was changed, removed or added after signing.",
+        todo="Do not install it; fetch the release from its source again. Nothing was unpacked.",
+    ),
+    "protocols.AgentTooOldError": Entry(
+        shape="`<file>: release <n> needs agent >= <v>, this agent is <w>`.",
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="The release was signed with `--min-agent-version` above the installed edge agent.",
+        todo="Upgrade the edge agent first (a new edge image), then install the release.",
+    ),
+    "protocols.ReleaseTransferError": Entry(
+        shape="`<host:port>: download of <sha12> failed at byte <n> (<gRPC status>: <details>)`, "
+        "`<host:port>: downloaded <sha12> does not match its size <n> and sha256`, "
+        "`<host:port>: chunk at <n> is not of release <sha12>`.",
+        shows="Edge: a `DeployAck` `DEPLOY_STATUS_FAILED` with error code `download_failed`, a "
+        "`release_refused` alert; the running engine keeps serving.",
+        means="The release named by a deploy command could not be fetched over BundleTransfer: "
+        "the server is unreachable or has no file with that SHA-256 (`NOT_FOUND`), or the bytes "
+        "received do not add up to the announced file (the partial file is then deleted).",
+        todo="Check the command's `location` (host:port of the BundleTransfer server) from the "
+        "edge, and that the server holds the release. A broken connection is resumed from the "
+        "partial file by the next command.",
+    ),
+    "protocols.ReleaseKeyError": Entry(
+        shape=(
+            "`<key file>: exists already; refusing to overwrite a key`, `<key file>: not an "
+            "unencrypted PEM private key (...)`, `<key file>: holds a <Type>, not an Ed25519 "
+            "key`, `<where>: an Ed25519 public key has 32 bytes, not <n>`."
+        ),
+        shows=RELEASE_REFUSAL_SHOWN,
+        means="A key file is missing, not PEM, not Ed25519, or keygen would overwrite one.",
+        todo=(
+            "Point the option at the `.key` / `.pub` file `waferscope release keygen` wrote; pick"
+            " another `--name` or folder for new keys."
+        ),
+    ),
     "protocols.BundleError": Entry(
         shape="`<folder>: <file> sha256 <12 hex>… does not match the manifest`, "
         "`<folder>: <file> is <n> bytes, manifest says <m>`, `<folder>: listed file '<f>' is "
@@ -295,6 +444,24 @@ ERRORS: dict[str, Entry] = {
         "`manifest.json` last, verify with `waferscope edge check-bundle DIR`.",
     ),
     # ------------------------------------------------------------------ edge
+    "edge.ReleaseHealthError": Entry(
+        shape="`release <n>: the engine does not load: ...`, `release <n>: golden set: ...`, "
+        "`release <n>: golden logits differ by up to <x> (allowed <y>)`, `release <n>: golden "
+        "top-class agreement <x> is too low`, `release <n>: golden latency <x> ms per wafer is "
+        "over <budget>`.",
+        shows="`waferscope edge install-release`: `waferscope: error: ...`, exit status 1. "
+        "A running agent: a `release_refused` alert; the release's row in the store is "
+        "`rolled_back` with the reason; the active engine keeps serving.",
+        means="The release verified, but its engine failed the edge's local health gate: it "
+        "does not load here, it ships no golden set, its logits on the golden inputs differ "
+        "from those recorded where it was built (another onnxruntime build, CPU kernels, a "
+        "damaged engine), or it is slower than `[release] latency_budget_ms`.",
+        todo="Sign releases with `waferscope release sign --golden-maps ...`. Compare the "
+        "onnxruntime version of the build machine and the edge; raise "
+        "`[release] golden_max_abs_diff` or the latency budget only if the difference is "
+        "understood. The version stays accepted: re-sign a fixed engine with a higher "
+        "`--version`.",
+    ),
     "edge.StoreError": Entry(
         shape="`<connection>: database schema v<n> is newer than this agent's v<m>`.",
         shows="Edge start: `waferscope: error: ...`, exit status 1.",

@@ -31,3 +31,25 @@ def broker(tmp_path: Path):  # type: ignore[no-untyped-def]
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def subscriber(broker):  # type: ignore[no-untyped-def]
+    """A subscriber to every waferscope topic of the test broker, connected."""
+    import time
+
+    from edge_test_support import Subscriber, wait_for
+
+    sub = Subscriber(broker.port)
+    wait_for(sub.client.is_connected, 10, what="subscriber")
+    time.sleep(0.2)
+    yield sub
+    sub.close()
+
+
+@pytest.fixture
+def keys(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A root key and a release key it certifies (tests/support/release_keys.py)."""
+    from release_keys import make_signer
+
+    return make_signer(tmp_path / "keys")

@@ -214,3 +214,13 @@ port = 0
     path = tmp_path / "edge.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def start_agent(config: Path) -> Any:
+    """Build and start an in-process agent from a config file (the Wiring; stop its agent)."""
+    from waferscope.edge.app import build_agent
+    from waferscope.edge.config_loader import load_config
+
+    wiring = build_agent(load_config(config, environ={}).config)
+    wiring.agent.start()
+    return wiring

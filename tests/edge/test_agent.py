@@ -7,30 +7,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edge_test_support import Broker, Subscriber, agent_toml, drop, wafer_bytes, wait_for
+from edge_test_support import (
+    Broker,
+    Subscriber,
+    agent_toml,
+    drop,
+    start_agent,
+    wafer_bytes,
+    wait_for,
+)
 from sample_wafers import dataset_wafers
 
-from waferscope.edge.app import Wiring, build_agent
-from waferscope.edge.config_loader import load_config
-
-
-@pytest.fixture
-def subscriber(broker: Broker) -> Iterator[Subscriber]:
-    sub = Subscriber(broker.port)
-    wait_for(sub.client.is_connected, 10, what="subscriber")
-    time.sleep(0.2)
-    yield sub
-    sub.close()
-
-
-def start_agent(config: Path) -> Wiring:
-    wiring = build_agent(load_config(config, environ={}).config)
-    wiring.agent.start()
-    return wiring
+from waferscope.edge.app import Wiring
 
 
 def folders(w: Wiring) -> tuple[Path, Path, Path]:

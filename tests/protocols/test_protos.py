@@ -38,6 +38,7 @@ from waferscope.protocols.pb import (
     device_pb2,
     ingest_pb2,
     ingest_pb2_grpc,
+    release_pb2,
     result_pb2,
     transfer_pb2,
     transfer_pb2_grpc,
@@ -55,6 +56,7 @@ PB_MODULES: list[ModuleType] = [
     deploy_pb2,
     device_pb2,
     ingest_pb2,
+    release_pb2,
     result_pb2,
     transfer_pb2,
 ]

@@ -19,6 +19,7 @@ BUILDERS = {
     TopicKind.BIRTH: topics.birth_topic,
     TopicKind.DEPLOY: topics.deploy_topic,
     TopicKind.DEPLOY_ACK: topics.deploy_ack_topic,
+    TopicKind.SHADOW_REPORT: topics.shadow_report_topic,
 }
 
 ID_ALPHABET = string.ascii_letters + string.digits + "._-"
@@ -247,6 +248,7 @@ def test_hub_subscriptions_share_events_but_never_the_retained_status() -> None:
         "waferscope/v1/+/+/status",
         "waferscope/v1/+/+/birth",
         "waferscope/v1/+/+/deploy-ack",
+        "waferscope/v1/+/+/shadow-report",
     }
     shared = topics.hub_subscriptions(group="ingest")
     assert "waferscope/v1/+/+/status" in shared

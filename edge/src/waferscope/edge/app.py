@@ -16,12 +16,14 @@ from waferscope.edge.alerts import AlertEngine
 from waferscope.edge.blas import limit_blas_threads
 from waferscope.edge.config import EdgeConfig
 from waferscope.edge.config_loader import load_config
+from waferscope.edge.deploy import DeployHandler
 from waferscope.edge.device_info import DeviceInfo
 from waferscope.edge.engine import BundleWatcher, ModelSlot, load_model
 from waferscope.edge.grpc_ingest import IngestServer, TesterIngestService
 from waferscope.edge.hot_folder import HotFolder
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.mqtt_link import LinkState, MqttLink
+from waferscope.edge.releases import ReleaseManager
 from waferscope.edge.store import Store
 from waferscope.edge.worker import Worker
 from waferscope.protocols import logs, tracing
@@ -38,6 +40,7 @@ class Wiring:
     agent: Agent
     store: Store
     slot: ModelSlot
+    releases: ReleaseManager
     worker: Worker
     metrics: AgentMetrics
     device: DeviceInfo
@@ -69,11 +72,13 @@ def build_agent(config: EdgeConfig) -> Wiring:
             model.version, model.runner.provider, model.bundle.encoding.version, model.loaded_at
         )
 
-    model = load_model(config.model.path, config.model, cache)
+    alerts = AlertEngine(config.alerts.rules, config.device_id)
+    releases = ReleaseManager(config.release, config.model, store, alerts, cache_dir=cache)
+    model = releases.load_startup_model(load_model)
     slot = ModelSlot(model, config.model, cache, on_change=model_changed)
+    releases.bind(slot)
     model_changed(model)
     device = DeviceInfo(config, slot, store, datetime.now(UTC))
-    alerts = AlertEngine(config.alerts.rules, config.device_id)
     alerts.seed(
         (
             r["tester_id"] or "",
@@ -94,8 +99,19 @@ def build_agent(config: EdgeConfig) -> Wiring:
             status=device.status,
             birth=device.birth,
         )
+    deploys = None
+    if link is not None:
+        releases.on_report = link.publish_shadow_report
+        deploys = DeployHandler(releases, config.device_id, link.publish_deploy_ack)
+        link.on_command = deploys.submit
     worker = Worker(
-        config, slot, store, alerts, metrics, on_committed=link.wake if link else lambda: None
+        config,
+        slot,
+        store,
+        alerts,
+        metrics,
+        on_committed=link.wake if link else lambda: None,
+        classify=releases.classify,
     )
     device.last_result = lambda: worker.last_result_time
 
@@ -109,6 +125,8 @@ def build_agent(config: EdgeConfig) -> Wiring:
     if link is not None:
         parts.append(("mqtt", link))
     parts.append(("worker", worker))
+    if deploys is not None:
+        parts.append(("deploy", deploys))
     hot = None
     if config.ingest.hot_folder.enabled:
         hot = HotFolder(config.ingest.hot_folder, worker, store, config.tester_id)
@@ -125,6 +143,7 @@ def build_agent(config: EdgeConfig) -> Wiring:
         agent=Agent(parts, closers=[("store", store.close)]),
         store=store,
         slot=slot,
+        releases=releases,
         worker=worker,
         metrics=metrics,
         device=device,

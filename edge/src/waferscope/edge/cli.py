@@ -78,6 +78,21 @@ def check_bundle(
     )
 
 
+def install_release(
+    release: Annotated[Path, typer.Argument(help="The signed release file (.wsrelease).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Verify a signed release and install it into the inactive engine slot (offline path)."""
+    from waferscope.edge.release_command import install_release_file
+
+    done = install_release_file(_config_path(config), release)
+    print(
+        f"release {done.version} ({done.model_version}) installed in slot {done.slot}: "
+        f"{done.state.value}; golden max |diff| {done.golden_max_abs_diff:.4f}, "
+        f"{done.latency_ms:.1f} ms per wafer. The agent runs it from its next start."
+    )
+
+
 def classify(
     files: Annotated[list[Path], typer.Argument(help="Tester or dataset files (any format).")],
     model: Annotated[
@@ -138,5 +153,6 @@ def register(app: typer.Typer) -> None:
     edge.command("validate-config")(validate_config)
     edge.command("config-reference")(config_reference)
     edge.command("check-bundle")(check_bundle)
+    edge.command("install-release")(install_release)
     app.add_typer(edge, name="edge")
     app.command("classify")(classify)

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from waferscope.edge.release_config import ReleaseConfig
 from waferscope.protocols.errors import TopicError
 from waferscope.protocols.topics import validate_id
 
@@ -462,6 +463,7 @@ class EdgeConfig(Section):
     alerts: AlertsConfig = Field(default=AlertsConfig())
     panel: PanelConfig = Field(default=PanelConfig())
     tracing: TracingConfig = Field(default=TracingConfig())
+    release: ReleaseConfig = Field(default=ReleaseConfig())
 
     @field_validator("device_id", "site")
     @classmethod
@@ -498,6 +500,7 @@ class EdgeConfig(Section):
         if cfg.panel.api_token_file is not None:
             cfg.panel.api_token_file = _under(base, cfg.panel.api_token_file)
         cfg.panel.reload_dirs = [_under(base, d) for d in cfg.panel.reload_dirs]
+        cfg.release = cfg.release.resolved(base, data)
         return cfg
 
 

@@ -87,6 +87,17 @@ class ModelSlot:
             self._on_change(model)
         return model
 
+    def adopt(self, model: Model) -> Model:
+        """Make an already loaded and checked model current (a release's committed candidate);
+        return the one it replaces."""
+        with self._lock:
+            old, self._model = self._model, model
+            self.last_error = None
+        log.info("model %s replaced %s (release commit)", model.version, old.version)
+        if self._on_change is not None:
+            self._on_change(model)
+        return old
+
 
 class BundleWatcher:
     """Polls a bundle's manifest and swaps the model when it changes (hot swap on deploy)."""

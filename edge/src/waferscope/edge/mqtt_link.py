@@ -38,7 +38,8 @@ from waferscope.edge.config import MqttConfig
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.store import OutboxRow, Store
 from waferscope.protocols import messages, topics, tracing
-from waferscope.protocols.pb import alert_pb2, device_pb2, result_pb2
+from waferscope.protocols.errors import WaferscopeError
+from waferscope.protocols.pb import alert_pb2, deploy_pb2, device_pb2, release_pb2, result_pb2
 
 log = logging.getLogger(__name__)
 ACK_BATCH = 32
@@ -101,6 +102,7 @@ class MqttLink:
         self._retry_pause = RETRY_MIN_S
         self.connection_id = messages.new_message_id()
         self._connected_at = datetime.now(UTC)
+        self.on_command: Callable[[deploy_pb2.DeployCommand], None] | None = None
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ client set-up
@@ -134,6 +136,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
         self._set_will(client)
         return client
 
@@ -235,6 +238,8 @@ class MqttLink:
             retain=False,
             properties=self._props(birth),
         )
+        for topic in topics.edge_subscriptions(self.device_id, site=self.site):
+            client.subscribe(topic, qos=1)
         # only now may the drain thread publish: the birth is queued before any result
         self.state.connected_since = self._connected_at
         self.state.connected = True
@@ -382,6 +387,37 @@ class MqttLink:
             payload = messages.encode(message, self.config.encoding)
         traceparent = observe.published(span, row, topic, message.sequence)
         return topic, payload, self._props(message, traceparent, self.config.encoding)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """A hub-to-edge message (a deploy command): decode, check, hand over."""
+        content = getattr(msg.properties, "ContentType", None) if msg.properties else None
+        try:
+            _, message = messages.decode_topic(msg.topic, msg.payload, content)
+        except WaferscopeError as exc:
+            log.warning("ignored a bad message on %s: %s", msg.topic, exc)
+            return
+        if isinstance(message, deploy_pb2.DeployCommand) and self.on_command is not None:
+            self.on_command(message)
+
+    def publish_deploy_ack(self, ack: deploy_pb2.DeployAck) -> None:
+        """Answer a deploy command (QoS 1, not retained)."""
+        self._client.publish(
+            topics.deploy_ack_topic(self.device_id, site=self.site),
+            messages.encode(ack),
+            qos=topics.qos(topics.TopicKind.DEPLOY_ACK),
+            retain=False,
+            properties=self._props(ack),
+        )
+
+    def publish_shadow_report(self, report: release_pb2.ShadowReport) -> None:
+        """Send a release's shadow-trial report (QoS 1; the client queues it while offline)."""
+        self._client.publish(
+            topics.shadow_report_topic(self.device_id, site=self.site),
+            messages.encode(report),
+            qos=topics.qos(topics.TopicKind.SHADOW_REPORT),
+            retain=False,
+            properties=self._props(report),
+        )
 
     def _publish_status(self, cause: int) -> None:
         self._last_status = time.monotonic()

@@ -1,8 +1,11 @@
 """The edge database's tables (created with sqlite-utils; versioned in the ``meta`` table).
 
 Versions: 1 the first; 2 adds ``outbox.traceparent`` (the W3C trace context of the wafer a
-message belongs to). A file of an older version is brought up to date when it is opened (new
-columns are added, existing rows keep empty values); a file of a newer version is refused.
+message belongs to); 3 adds ``releases`` (every signed release the edge accepted, its slot and
+state: the highest version guards against rollback and replay; ``deploy_commands``: the deploy
+commands already executed). A file of an older version is
+brought up to date when it is opened (new columns and tables are added, existing rows keep empty
+values); a file of a newer version is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import sqlite_utils
 
 from waferscope.protocols.errors import WaferscopeError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(WaferscopeError):
@@ -98,6 +101,27 @@ def create_schema(db: sqlite_utils.Database) -> None:
         defaults={"published": 0, "acknowledged": 0},
         if_not_exists=True,
     )
+    db["releases"].create(  # type: ignore[union-attr]
+        {
+            "version": int,
+            "digest": str,
+            "channel": str,
+            "model_version": str,
+            "slot": str,
+            "state": str,
+            "detail": str,
+            "accepted_at": float,
+            "updated_at": float,
+        },
+        pk="version",
+        not_null={"digest", "state"},
+        if_not_exists=True,
+    )
+    db["deploy_commands"].create(  # type: ignore[union-attr]
+        {"command_id": str, "status": str, "received_at": float},
+        pk="command_id",
+        if_not_exists=True,
+    )
     # AUTOINCREMENT: outbox ids never go back, even when the outbox has been emptied (the
     # publisher remembers the last id it handed to the MQTT client).
     db.execute(
@@ -114,7 +138,10 @@ def create_schema(db: sqlite_utils.Database) -> None:
         ("outbox", ["kind", "ref_id"], True),
     ):
         db[table].create_index(columns, unique=unique, if_not_exists=True)  # type: ignore[union-attr]
-    db.execute("INSERT OR IGNORE INTO counters (stream, value) VALUES ('result', 0), ('alert', 0)")
+    db.execute(
+        "INSERT OR IGNORE INTO counters (stream, value)"
+        " VALUES ('result', 0), ('alert', 0), ('deploy_ack', 0)"
+    )
     db.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
         [str(SCHEMA_VERSION)],

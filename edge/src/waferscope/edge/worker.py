@@ -32,6 +32,9 @@ from waferscope.edge.store import FileRecord, Store, estimated_bytes
 from waferscope.protocols.errors import FormatError, WaferscopeError
 from waferscope.protocols.formats import ReadOptions, RetestPolicy, Source
 from waferscope.protocols.inference import (
+    Classification,
+    Model,
+    PipelineSettings,
     PreparedWafer,
     WaferRejectedError,
     classify_batch,
@@ -43,6 +46,8 @@ from waferscope.protocols.messages import new_message_id
 from waferscope.protocols.pb import alert_pb2, result_pb2
 
 log = logging.getLogger(__name__)
+Classifier = Callable[[list[PreparedWafer], Model, PipelineSettings], list[Classification]]
+"""Classifies one micro-batch with a model (``classify_batch``, or the release manager's)."""
 
 
 @dataclass(slots=True)
@@ -103,8 +108,10 @@ class Worker:
         alerts: AlertEngine,
         metrics: AgentMetrics,
         on_committed: Callable[[], None] = lambda: None,
+        classify: Classifier = classify_batch,
     ) -> None:
         self.config = config
+        self.classify = classify  # the release manager's, which adds shadow and rollback
         self.slot = slot
         self.store = store
         self.alerts = alerts
@@ -271,7 +278,7 @@ class Worker:
         for start in range(0, len(prepared), cfg.model.max_batch):
             chunk = prepared[start : start + cfg.model.max_batch]
             began_ns = time.time_ns()
-            classified = classify_batch([p[1] for p in chunk], model, self._settings)
+            classified = self.classify([p[1] for p in chunk], model, self._settings)
             ended_ns = time.time_ns()
             for (job, _, pending), item in zip(chunk, classified, strict=True):
                 item.times.store_ms = self._store_ms

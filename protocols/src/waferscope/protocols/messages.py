@@ -38,7 +38,14 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from waferscope.protocols.errors import WaferscopeError
-from waferscope.protocols.pb import alert_pb2, bundle_pb2, deploy_pb2, device_pb2, result_pb2
+from waferscope.protocols.pb import (
+    alert_pb2,
+    bundle_pb2,
+    deploy_pb2,
+    device_pb2,
+    release_pb2,
+    result_pb2,
+)
 from waferscope.protocols.topics import TopicAddress, TopicKind, parse
 from waferscope.protocols.wafermap import FAIL_DIE, WaferMap
 
@@ -67,9 +74,10 @@ DeviceBirth: TypeAlias = device_pb2.DeviceBirth
 DeployCommand: TypeAlias = deploy_pb2.DeployCommand
 DeployAck: TypeAlias = deploy_pb2.DeployAck
 BundleManifest: TypeAlias = bundle_pb2.BundleManifest
+ShadowReport: TypeAlias = release_pb2.ShadowReport
 
 MqttMessage: TypeAlias = (
-    WaferResult | Alert | DeviceStatus | DeviceBirth | DeployCommand | DeployAck
+    WaferResult | Alert | DeviceStatus | DeviceBirth | DeployCommand | DeployAck | ShadowReport
 )
 """Any message that travels on an MQTT topic."""
 
@@ -83,6 +91,7 @@ MESSAGE_TYPES: Final[Mapping[TopicKind, type[MqttMessage]]] = MappingProxyType(
         TopicKind.BIRTH: DeviceBirth,
         TopicKind.DEPLOY: DeployCommand,
         TopicKind.DEPLOY_ACK: DeployAck,
+        TopicKind.SHADOW_REPORT: ShadowReport,
     }
 )
 """The payload message of each kind of topic."""
@@ -96,6 +105,7 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "DeviceBirth": ("device_id",),
         "DeployCommand": ("command_id", "device_id"),
         "DeployAck": ("ack_id", "command_id", "device_id"),
+        "ShadowReport": ("report_id", "device_id"),
     }
 )
 _UUID_FIELDS: Final = frozenset({"result_id", "alert_id", "command_id", "ack_id"})

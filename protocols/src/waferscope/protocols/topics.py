@@ -11,6 +11,7 @@ The tree (``docs/messages.md`` tells the whole story)::
     birth       edge -> hub   DeviceBirth    no        1
     deploy      hub -> edge   DeployCommand  no        1
     deploy-ack  edge -> hub   DeployAck      no        1
+    shadow-report edge -> hub ShadowReport   no        1   (a candidate release on trial)
 
 Only ``status`` is retained, so a subscriber learns every device's current state at once; events
 (results, alerts, births, commands, acks) are never retained, or a restarted hub would ingest the
@@ -71,6 +72,7 @@ class TopicKind(StrEnum):
     BIRTH = "birth"
     DEPLOY = "deploy"
     DEPLOY_ACK = "deploy-ack"
+    SHADOW_REPORT = "shadow-report"
 
 
 class Direction(StrEnum):
@@ -106,6 +108,9 @@ TOPIC_SPECS: Final[Mapping[TopicKind, TopicSpec]] = MappingProxyType(
         ),
         TopicKind.DEPLOY_ACK: TopicSpec(
             TopicKind.DEPLOY_ACK, Direction.EDGE_TO_HUB, False, 1, "DeployAck"
+        ),
+        TopicKind.SHADOW_REPORT: TopicSpec(
+            TopicKind.SHADOW_REPORT, Direction.EDGE_TO_HUB, False, 1, "ShadowReport"
         ),
     }
 )
@@ -230,6 +235,11 @@ def deploy_topic(device_id: str, *, site: str | None = None) -> str:
 def deploy_ack_topic(device_id: str, *, site: str | None = None) -> str:
     """Where an edge answers DeployCommands with DeployAcks (QoS 1, not retained)."""
     return topic_name(TopicKind.DEPLOY_ACK, device_id, site=site)
+
+
+def shadow_report_topic(device_id: str, *, site: str | None = None) -> str:
+    """Where an edge reports a candidate release's shadow trial (QoS 1, not retained)."""
+    return topic_name(TopicKind.SHADOW_REPORT, device_id, site=site)
 
 
 def is_retained(kind: TopicKind | str) -> bool:

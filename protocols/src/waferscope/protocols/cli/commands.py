@@ -15,6 +15,7 @@ from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.formats import ReadOptions, RetestPolicy, get_writer, list_formats
 from waferscope.protocols.formats import read_maps as _read_maps
 from waferscope.protocols.quality import QualityReport, check
+from waferscope.protocols.release.cli import register as register_release
 from waferscope.protocols.simulator.cli import simulate_tester
 from waferscope.protocols.wafermap import WaferMap
 
@@ -202,3 +203,4 @@ def register(app: typer.Typer) -> None:
     app.command()(convert)
     app.command()(formats)
     app.command("simulate-tester")(simulate_tester)
+    register_release(app)
