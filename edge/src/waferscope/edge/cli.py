@@ -138,5 +138,8 @@ def register(app: typer.Typer) -> None:
     edge.command("validate-config")(validate_config)
     edge.command("config-reference")(config_reference)
     edge.command("check-bundle")(check_bundle)
+    from waferscope.edge.federated import federated
+
+    edge.command("federated")(federated)
     app.add_typer(edge, name="edge")
     app.command("classify")(classify)

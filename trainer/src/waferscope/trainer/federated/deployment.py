@@ -1,0 +1,108 @@
+"""Command lines and client config for a Flower deployment of the waferscope app (flwr 1.42).
+
+``flower-superlink`` serves Fleet, Control and Runtime APIs on one ``--host/--port``;
+``flower-supernode`` connects with ``--superlink HOST:PORT`` and serves its own runtime API on
+``--port``; ``flwr run APP CONNECTION --stream`` submits the app, the connection being a named
+entry of ``$FLWR_HOME/config.toml``. Runtime dependency installation (``uv sync`` of the app's
+dependencies when a run starts) is switched off on the SuperLink and left off on SuperNodes:
+fab sites are air-gapped and the app's code comes from the installed packages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from waferscope.trainer.federated.credentials import TlsFiles
+
+APP_DIR = Path(__file__).with_name("flower_app")
+
+
+def executable(name: str) -> str:
+    """The Flower console script next to this interpreter (a virtualenv), else on PATH."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.exists():
+        return str(beside)
+    return shutil.which(name) or name
+
+
+def process_env(flwr_home: Path | None = None) -> dict[str, str]:
+    """The environment for Flower processes: this interpreter's scripts first on PATH (the
+    SuperLink and SuperNodes start ``flower-superexec`` and the app processes by name), and
+    ``FLWR_HOME`` when given."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if flwr_home is not None:
+        env["FLWR_HOME"] = str(flwr_home)
+    return env
+
+
+def superlink_command(
+    host: str, port: int, tls: TlsFiles | None, *, node_auth: bool = True
+) -> list[str]:
+    cmd = [executable("flower-superlink"), "--host", host, "--port", str(port)]
+    cmd.append("--disable-runtime-dependency-installation")
+    if tls is None:
+        cmd.append("--insecure")
+    else:
+        cmd += ["--ssl-certfile", str(tls.server_cert), "--ssl-keyfile", str(tls.server_key)]
+        cmd += ["--ssl-ca-certfile", str(tls.ca_cert)]
+    if node_auth:
+        cmd.append("--enable-supernode-auth")
+    return cmd
+
+
+def supernode_command(
+    superlink: str,
+    port: int,
+    data_paths: Sequence[Path],
+    *,
+    ca_cert: Path | None,
+    private_key: Path | None,
+    threads: int = 1,
+    max_wait_time: float | None = None,
+) -> list[str]:
+    """A SuperNode whose ClientApp trains on ``data_paths`` (its node config ``data-path``)."""
+    data = ",".join(str(Path(p).resolve()) for p in data_paths)
+    node_config = f'data-path="{data}" threads={int(threads)}'
+    cmd = [executable("flower-supernode"), "--superlink", superlink, "--port", str(port)]
+    cmd += ["--node-config", node_config]
+    cmd += ["--insecure"] if ca_cert is None else ["--root-certificates", str(ca_cert)]
+    if private_key is not None:
+        cmd += ["--auth-supernode-private-key", str(private_key)]
+    if max_wait_time is not None:
+        cmd += ["--max-wait-time", str(max_wait_time)]
+    return cmd
+
+
+def write_connection(flwr_home: Path, name: str, address: str, ca_cert: Path | None) -> Path:
+    """Add or replace the SuperLink connection ``name`` in ``$FLWR_HOME/config.toml``."""
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    path = flwr_home / "config.toml"
+    entry: dict[str, Any] = {"address": address}
+    if ca_cert is None:
+        entry["insecure"] = True
+    else:
+        entry["root-certificates"] = str(ca_cert)
+    doc: dict[str, Any] = {"superlink": {"default": name, name: entry}}
+    path.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    return path
+
+
+def run_command(connection: str, run_config: dict[str, Any]) -> list[str]:
+    """``flwr run`` of the waferscope app with run-config overrides, streaming its logs."""
+    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
+    cmd = [executable("flwr"), "run", str(APP_DIR), connection, "--stream"]
+    if overrides:
+        cmd += ["--run-config", overrides]
+    return cmd
+
+
+def _toml_value(value: Any) -> str:
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
