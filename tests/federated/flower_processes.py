@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,7 @@ class Federation:
         return node
 
     def start_node(self, node: Node, **kwargs: Any) -> None:
+        """flower-supernode as an edge would run it (TLS, its registered key, its data)."""
         node.starts += 1
         cmd = supernode_command(
             self.address,
@@ -109,6 +111,15 @@ class Federation:
             private_key=node.keys.private_key,
             **kwargs,
         )
+        node.process = self._spawn(cmd, node.log)
+
+    def start_edge_command(self, node: Node, retry_for: float) -> None:
+        """The SuperNode through ``waferscope edge federated`` (which restarts refused starts)."""
+        node.starts += 1
+        cmd = [sys.executable, "-m", "waferscope.protocols.cli.main", "edge", "federated"]
+        cmd += ["--superlink", self.address, "--data", str(node.data), "--port", str(node.port)]
+        cmd += ["--ca-cert", str(self.tls.ca_cert), "--key", str(node.keys.private_key)]
+        cmd += ["--retry-for", str(retry_for)]
         node.process = self._spawn(cmd, node.log)
 
     def kill_node(self, node: Node) -> None:

@@ -164,3 +164,18 @@ def test_edge_federated_extra_brings_the_trainer_only_when_asked() -> None:
     assert trainer[0].marker is not None
     assert trainer[0].marker.evaluate({"extra": "federated"})
     assert not trainer[0].marker.evaluate({"extra": ""})
+
+
+def test_supernode_supervisor_retries_only_connection_errors(tmp_path: Path) -> None:
+    from waferscope.trainer.federated.deployment import supervise_supernode
+
+    count = tmp_path / "starts"
+    script = f"import pathlib, sys; p = pathlib.Path({str(count)!r}); "
+    script += "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(int(sys.argv[1]))"
+    env = {"PATH": ""}
+    refused = [sys.executable, "-c", script, "305"]  # Flower's code; the OS reports 305 % 256
+    assert supervise_supernode(refused, env, retry_for=0.5, backoff=(0.1, 0.1)) == 49
+    assert len(count.read_text()) >= 3  # started again while refused, until the window closed
+    count.unlink()
+    assert supervise_supernode([sys.executable, "-c", script, "1"], env, retry_for=10) == 1
+    assert count.read_text() == "x"  # any other failure is not retried

@@ -88,9 +88,12 @@ def test_federation_over_tls_with_node_auth(
         wait_for(lambda: "Receiving: train message" in victim.log_text(), 240, "a train message")
         victim_id = node_id(victim.log_text())
         fed.kill_node(victim)  # mid-round: it took the message and will never answer it
-        fed.start_node(victim)
+        # Flower refuses the same key until the dead session expires (about 60 s); the edge's
+        # command keeps restarting the SuperNode until it is let in.
+        fed.start_edge_command(victim, retry_for=240)
         assert run.wait(600) == 0, (fed.root / "flwr-run.log").read_text()[-4000:]
         assert node_id(victim.log_text()) == victim_id  # same key, same node
+        assert "could not connect or activate" in victim.log_text()
         assert intruder.process is not None and intruder.process.wait(60) != 0
         assert "No SuperNode found with the given public key" in fed.link_log.read_text()
     finally:

@@ -5,11 +5,12 @@ The one edge module that uses trainer code (import rule in pyproject.toml): it n
 trains the pattern classifier on the labelled maps this edge holds (``--data``: WM-811K style
 ``.npz`` archives or labelled wafer-map files) and sends only weights and metrics to the
 SuperLink; maps never leave the edge. TLS and node authentication are on unless ``--insecure``.
+A SuperNode that cannot connect or is refused activation (a restart within a minute of a crash)
+is started again with growing pauses.
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,10 @@ def federated(
     insecure: Annotated[
         bool, typer.Option(help="No TLS and no node key (a lab only, never a fab).")
     ] = False,
+    retry_for: Annotated[
+        float | None,
+        typer.Option(help="Seconds to keep reconnecting after a refused start (default: always)."),
+    ] = None,
 ) -> None:
     """Join a federated retraining run: start this edge's SuperNode until it is stopped."""
     if not insecure and (ca_cert is None or key is None):
@@ -70,4 +75,6 @@ def federated(
     if insecure:
         ca_cert = key = None
     cmd, env = supernode_argv(superlink, port, data, ca_cert, key, threads)
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    from waferscope.trainer.federated.deployment import supervise_supernode
+
+    raise typer.Exit(supervise_supernode(cmd, env, retry_for=retry_for))

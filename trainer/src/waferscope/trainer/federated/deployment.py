@@ -10,9 +10,12 @@ fab sites are air-gapped and the app's code comes from the installed packages.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,13 @@ import tomli_w
 
 from waferscope.trainer.federated.credentials import TlsFiles
 
+log = logging.getLogger(__name__)
+
 APP_DIR = Path(__file__).with_name("flower_app")
+# flower-supernode's exit status when it cannot connect to or activate at the SuperLink: Flower's
+# exit code 305 (flwr.supercore.exit.ExitCode.SUPERNODE_CONNECTION_ERROR), which the operating
+# system reports modulo 256.
+SUPERNODE_CONNECTION_ERROR = 305 % 256
 
 
 def executable(name: str) -> str:
@@ -79,6 +88,34 @@ def supernode_command(
     if max_wait_time is not None:
         cmd += ["--max-wait-time", str(max_wait_time)]
     return cmd
+
+
+def supervise_supernode(
+    cmd: list[str],
+    env: dict[str, str],
+    *,
+    retry_for: float | None = None,
+    backoff: tuple[float, float] = (5.0, 60.0),
+) -> int:
+    """Run the SuperNode; start it again while it exits with a connection error.
+
+    A SuperNode killed without saying goodbye (power cut, crash) stays "online" at the SuperLink
+    until two heartbeat intervals (60 s) pass; Flower 1.42 refuses to activate a restarted node
+    with the same key until then and the SuperNode exits (code 305) instead of waiting. The
+    edge retries with growing pauses: for ever (``retry_for`` None, a service) or for
+    ``retry_for`` seconds. Any other exit status is returned as is.
+    """
+    deadline = None if retry_for is None else time.monotonic() + retry_for
+    pause = backoff[0]
+    while True:
+        rc = subprocess.call(cmd, env=env)
+        if rc != SUPERNODE_CONNECTION_ERROR:
+            return rc
+        if deadline is not None and time.monotonic() + pause > deadline:
+            return rc
+        log.warning("SuperNode could not connect or activate (exit %d); again in %.0f s", rc, pause)
+        time.sleep(pause)
+        pause = min(backoff[1], pause * 2)
 
 
 def write_connection(flwr_home: Path, name: str, address: str, ca_cert: Path | None) -> Path:

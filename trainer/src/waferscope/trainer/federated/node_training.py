@@ -12,7 +12,6 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -151,7 +150,7 @@ def state_copy(model: torch.nn.Module) -> StateDict:
     return OrderedDict((k, v.detach().cpu().clone()) for k, v in model.state_dict().items())
 
 
-def metric_scalars(metrics: Metrics, prefix: str) -> dict[str, Any]:
+def metric_scalars(metrics: Metrics, prefix: str) -> dict[str, int | float]:
     """The headline numbers of a metrics object (what goes into a Flower MetricRecord)."""
     return {
         f"{prefix}macro-f1": float(metrics.macro_f1),

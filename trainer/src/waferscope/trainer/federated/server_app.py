@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.app.typing import ConfigRecordValues
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import (
     DifferentialPrivacyServerSideFixedClipping,
@@ -158,7 +159,11 @@ def main(grid: Grid, context: Context) -> None:
         strategy = build_strategy(settings, reports)
         arrays = ArrayRecord(run.weights())
         t0 = time.monotonic()
-        config = {"train-config": cfg_json, "local-steps": settings.local_steps, "round": rnd}
+        config: dict[str, ConfigRecordValues] = {
+            "train-config": cfg_json,
+            "local-steps": settings.local_steps,
+            "round": rnd,
+        }
         result = strategy.start(
             grid,
             arrays,
