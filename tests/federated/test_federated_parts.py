@@ -167,15 +167,21 @@ def test_edge_federated_extra_brings_the_trainer_only_when_asked() -> None:
 
 
 def test_supernode_supervisor_retries_only_connection_errors(tmp_path: Path) -> None:
+    import io
+
     from waferscope.trainer.federated.deployment import supervise_supernode
 
     count = tmp_path / "starts"
     script = f"import pathlib, sys; p = pathlib.Path({str(count)!r}); "
-    script += "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(int(sys.argv[1]))"
+    script += "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); "
+    script += "print(sys.argv[1]); sys.exit(1)"
     env = {"PATH": ""}
-    refused = [sys.executable, "-c", script, "305"]  # Flower's code; the OS reports 305 % 256
-    assert supervise_supernode(refused, env, retry_for=0.5, backoff=(0.1, 0.1)) == 49
-    assert len(count.read_text()) >= 3  # started again while refused, until the window closed
+    out = io.StringIO()
+    refused = [sys.executable, "-c", script, "Exit Code: 305"]  # how flwr says it, status 1
+    assert supervise_supernode(refused, env, retry_for=1.0, backoff=(0.1, 0.1), out=out) == 1
+    assert len(count.read_text()) >= 2  # started again while refused, until the window closed
+    assert "again in" in out.getvalue() and "Exit Code: 305" in out.getvalue()
     count.unlink()
-    assert supervise_supernode([sys.executable, "-c", script, "1"], env, retry_for=10) == 1
+    other = [sys.executable, "-c", script, "Exit Code: 300"]
+    assert supervise_supernode(other, env, retry_for=10, out=io.StringIO()) == 1
     assert count.read_text() == "x"  # any other failure is not retried

@@ -10,7 +10,6 @@ fab sites are air-gapped and the app's code comes from the installed packages.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -18,19 +17,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import tomli_w
 
 from waferscope.trainer.federated.credentials import TlsFiles
 
-log = logging.getLogger(__name__)
-
 APP_DIR = Path(__file__).with_name("flower_app")
-# flower-supernode's exit status when it cannot connect to or activate at the SuperLink: Flower's
-# exit code 305 (flwr.supercore.exit.ExitCode.SUPERNODE_CONNECTION_ERROR), which the operating
-# system reports modulo 256.
-SUPERNODE_CONNECTION_ERROR = 305 % 256
+# How flower-supernode says it cannot connect to or activate at the SuperLink: Flower's exit code
+# 305 (flwr.supercore.exit.ExitCode.SUPERNODE_CONNECTION_ERROR) in its last words; the process
+# itself exits with status 1 for every error.
+SUPERNODE_CONNECTION_ERROR = "Exit Code: 305"
 
 
 def executable(name: str) -> str:
@@ -96,24 +93,37 @@ def supervise_supernode(
     *,
     retry_for: float | None = None,
     backoff: tuple[float, float] = (5.0, 60.0),
+    out: TextIO | None = None,
 ) -> int:
-    """Run the SuperNode; start it again while it exits with a connection error.
+    """Run the SuperNode (its output copied to ``out``, default stdout); start it again while
+    it stops with a connection error.
 
     A SuperNode killed without saying goodbye (power cut, crash) stays "online" at the SuperLink
     until two heartbeat intervals (60 s) pass; Flower 1.42 refuses to activate a restarted node
-    with the same key until then and the SuperNode exits (code 305) instead of waiting. The
-    edge retries with growing pauses: for ever (``retry_for`` None, a service) or for
-    ``retry_for`` seconds. Any other exit status is returned as is.
+    with the same key until then, and the SuperNode exits (Flower's code 305) instead of
+    waiting. The edge retries with growing pauses: for ever (``retry_for`` None, a service) or
+    for ``retry_for`` seconds. Any other ending is returned as its exit status.
     """
+    sink = out if out is not None else sys.stdout
     deadline = None if retry_for is None else time.monotonic() + retry_for
     pause = backoff[0]
     while True:
-        rc = subprocess.call(cmd, env=env)
-        if rc != SUPERNODE_CONNECTION_ERROR:
+        refused = False
+        with subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                sink.write(line)
+                sink.flush()
+                refused = refused or SUPERNODE_CONNECTION_ERROR in line
+        rc = proc.returncode
+        if rc == 0 or not refused:
             return rc
         if deadline is not None and time.monotonic() + pause > deadline:
             return rc
-        log.warning("SuperNode could not connect or activate (exit %d); again in %.0f s", rc, pause)
+        sink.write(f"waferscope: SuperNode could not connect or activate; again in {pause:.0f} s\n")
+        sink.flush()
         time.sleep(pause)
         pause = min(backoff[1], pause * 2)
 
