@@ -10,10 +10,13 @@ fab sites are air-gapped and the app's code comes from the installed packages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +90,46 @@ def supernode_command(
     return cmd
 
 
+def _copy_lines(source: TextIO, sink: TextIO, seen: list[str]) -> None:
+    for line in source:
+        sink.write(line)
+        sink.flush()
+        if SUPERNODE_CONNECTION_ERROR in line:
+            seen.append(line)
+
+
+def _run_once(cmd: list[str], env: dict[str, str], sink: TextIO) -> tuple[int, bool]:
+    """One SuperNode life: (exit status, whether it was refused). The SuperNode runs in its own
+    process group, ended with it: its SuperExec child can outlive it (it watches its parent's
+    pid, which stays valid while the SuperNode is an unreaped zombie). SIGTERM is passed on."""
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    refused: list[str] = []
+    reader = threading.Thread(target=_copy_lines, args=(proc.stdout, sink, refused), daemon=True)
+    reader.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        rc = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    reader.join(timeout=10)
+    return rc, bool(refused)
+
+
 def supervise_supernode(
     cmd: list[str],
     env: dict[str, str],
@@ -108,16 +151,7 @@ def supervise_supernode(
     deadline = None if retry_for is None else time.monotonic() + retry_for
     pause = backoff[0]
     while True:
-        refused = False
-        with subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        ) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                sink.write(line)
-                sink.flush()
-                refused = refused or SUPERNODE_CONNECTION_ERROR in line
-        rc = proc.returncode
+        rc, refused = _run_once(cmd, env, sink)
         if rc == 0 or not refused:
             return rc
         if deadline is not None and time.monotonic() + pause > deadline:
