@@ -59,7 +59,7 @@ def test_federation_over_tls_with_node_auth(
                 "min-available-nodes": 2,
                 "fraction-evaluate": 0.34,
                 "min-evaluate-nodes": 1,
-                "round-timeout": 120.0,
+                "round-timeout": 300.0,
             }
         )
         victim = nodes[2]
@@ -80,7 +80,9 @@ def test_federation_over_tls_with_node_auth(
     rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == list(range(1, ROUNDS + 1))
     assert victim_id not in rows[0]["nodes"] and len(rows[0]["nodes"]) == 2
-    assert any(victim_id in r["nodes"] for r in rows[1:])  # the restarted node trains again
+    # the restarted node receives runs again (the known Flower failure is that it does not)
+    assert "Sending: train message" in victim.log_text()
+    assert any(victim_id in r["nodes"] for r in rows[1:])  # and its update is aggregated
     assert all(r["bytes_up"] > 0 for r in rows)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rounds"] == ROUNDS
