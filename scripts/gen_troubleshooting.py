@@ -664,6 +664,40 @@ ERRORS: dict[str, Entry] = {
         means="The root-cause taxonomy file is unreadable or inconsistent.",
         todo="Fix the named entry of the taxonomy (the shipped one: `taxonomy.toml` in a bundle).",
     ),
+    "trainer.NodeDataError": Entry(
+        shape="`node config 'data-path' is not set (...)`, `node config 'data-path': <path>: no "
+        "such file`, `node data [<paths>]: <reason>`.",
+        shows="Federated runs: the SuperNode's ClientApp fails the message; the ServerApp log "
+        "counts a failure for that node (`aggregate_train: Received <n> results and <m> "
+        "failures`) and the round goes on with the other nodes.",
+        means="A SuperNode has no usable labelled maps: it was started without "
+        "`--node-config data-path=...` (or `waferscope edge federated --data`), the file is "
+        "gone, or its classes differ from the run's.",
+        todo="Restart the SuperNode with the path of this edge's labelled maps (see "
+        "`docs/federated.md`).",
+    ),
+    "trainer.FederatedRunError": Entry(
+        shape="`run config: missing or invalid setting ...`, `run config strategy '<s>': use "
+        "'fedavg' or 'fedprox'`, `the server's train config needs data.val (...)`, "
+        "`<path>: cannot resume: ...`, `round <n>: no usable replies after <k> tries`.",
+        shows="`flwr run ... --stream`: the ServerApp's error and the run ends as failed "
+        "(`flwr ls` shows it).",
+        means="The federated run cannot start (run config or server train config) or continue "
+        "(its saved `server_state.pt` is unreadable, or no node answered a round several times).",
+        todo="Fix the named setting (`--run-config`, the train config file); for a corrupt "
+        "state file, move it away to start over; for rounds without replies, check that "
+        "enough SuperNodes are online (`flwr supernode list`) and raise `round-timeout`.",
+    ),
+    "edge.FederatedClientError": Entry(
+        shape="`edge federated: <module> is not installed; install the "
+        "waferscope-edge[federated] extra and Flower ...`, `edge federated: <path>: no such "
+        "file`.",
+        shows="`waferscope edge federated`: `waferscope: error: ...`, exit status 1.",
+        means="The edge was asked to join a federated run but the optional federated client "
+        "(trainer + Flower) is not installed, or a data, CA or key file is missing.",
+        todo="Install `waferscope-edge[federated]` and Flower as `scripts/setup.sh` does (Flower "
+        "with `--no-deps`, see `docs/federated.md`), and check the named file.",
+    ),
 }
 
 _REASON_TXT = "the `error:` line of `rejected/<name>.reason.txt`"

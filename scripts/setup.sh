@@ -94,7 +94,13 @@ echo "setup: installing waferscope parts and tools into $VENV (first run takes a
 # (the grep drops pip's warnings about local mirror folders that lack a package)
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
   -c constraints.txt -r requirements-dev.txt \
-  -e ./protocols -e ./edge -e "./hub[s3]" -e ./trainer -e ./appliance \
+  -e ./protocols -e "./edge[federated]" -e "./hub[s3]" -e "./trainer[federated]" -e ./appliance \
+  2> >(grep -v "^WARNING: Location " >&2)
+# Flower without its declared dependencies: flwr 1.42 pins protobuf<7 (and older typer, rich,
+# fastapi, uvicorn), which this workspace cannot satisfy; the trainer's [federated] extra lists
+# the rest of what it needs (docs/federated.md explains, tests/federated checks it runs).
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+  -c constraints.txt flwr \
   2> >(grep -v "^WARNING: Location " >&2)
 echo "$digest" > "$stamp"
 echo "setup: done"

@@ -11,17 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
+from tiny_trainer_model import TINY_MODEL  # noqa: E402 (tests/support, kept importable here)
+
 from waferscope.trainer.config import TrainConfig  # noqa: E402
 
 torch.set_num_threads(1)
-
-TINY_MODEL: dict[str, Any] = {
-    "backbone": "resnet18",
-    "backbone_kwargs": {"channels": [8, 16, 16, 16]},
-    "output_stride": 8,
-    "hidden": [16],
-    "dropout": 0.1,
-}
 
 
 def tiny_config(root: Path, data_dir: Path, name: str = "tiny", **sections: Any) -> TrainConfig:

@@ -154,5 +154,8 @@ def register(app: typer.Typer) -> None:
     edge.command("config-reference")(config_reference)
     edge.command("check-bundle")(check_bundle)
     edge.command("install-release")(install_release)
+    from waferscope.edge.federated import federated
+
+    edge.command("federated")(federated)
     app.add_typer(edge, name="edge")
     app.command("classify")(classify)

@@ -1,0 +1,92 @@
+"""A real federation on loopback: SuperLink with TLS and node authentication, three SuperNodes on
+skewed WM-811K partitions, one killed and restarted mid-round, an unregistered node refused; the
+run completes and writes a candidate bundle. (Federated vs local-only accuracy is measured by
+benchmarks/federated_rounds.py, not asserted here: see benchmarks/README.md.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from waferscope.protocols import bundle as contract
+from waferscope.trainer.export import load_checkpoint
+
+from .conftest import server_config
+from .flower_processes import Federation
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+ROUNDS, LOCAL_STEPS = 2, 20
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def node_id(log: str) -> int:
+    line = next(x for x in log.splitlines() if "SuperNode ID:" in x)
+    return int(line.rsplit(":", 1)[1])
+
+
+def test_federation_over_tls_with_node_auth(
+    tmp_path: Path, data_dir: Path, partitions: list[Path]
+) -> None:
+    cfg_path = server_config(tmp_path, data_dir)
+    fed = Federation(tmp_path / "federation")
+    try:
+        fed.start_link()
+        nodes = [fed.add_node(f"node-{i}", p, register=True) for i, p in enumerate(partitions)]
+        intruder = fed.add_node("intruder", partitions[0], register=False)
+        for node in nodes:
+            fed.start_node(node)
+        fed.start_node(intruder, max_wait_time=10)
+        run = fed.run(
+            {
+                "train-config": str(cfg_path),
+                "num-rounds": ROUNDS,
+                "local-steps": LOCAL_STEPS,
+                "strategy": "fedavg",
+                "min-train-nodes": 2,
+                "min-available-nodes": 2,
+                "fraction-evaluate": 0.34,
+                "min-evaluate-nodes": 1,
+                "round-timeout": 300.0,
+            }
+        )
+        victim = nodes[2]
+        wait_for(lambda: "Receiving: train message" in victim.log_text(), 240, "a train message")
+        victim_id = node_id(victim.log_text())
+        fed.kill_node(victim)  # mid-round: it took the message and will never answer it
+        # Flower refuses the same key until the dead session expires (about 60 s); the edge's
+        # command keeps restarting the SuperNode until it is let in.
+        fed.start_edge_command(victim, retry_for=240)
+        assert run.wait(1200) == 0, (fed.root / "flwr-run.log").read_text()[-4000:]
+        assert node_id(victim.log_text()) == victim_id  # same key, same node
+        assert "could not connect or activate; again in" in victim.log_text()
+        assert intruder.process is not None and intruder.process.wait(60) != 0
+        assert "No SuperNode found with the given public key" in fed.link_log.read_text()
+    finally:
+        fed.stop()
+    run_dir = tmp_path / "runs" / "federated"
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == list(range(1, ROUNDS + 1))
+    assert victim_id not in rows[0]["nodes"] and len(rows[0]["nodes"]) == 2
+    # the restarted node receives runs again (the known Flower failure is that it does not)
+    assert "Sending: train message" in victim.log_text()
+    assert any(victim_id in r["nodes"] for r in rows[1:])  # and its update is aggregated
+    assert all(r["bytes_up"] > 0 for r in rows)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rounds"] == ROUNDS
+    manifest = contract.verify(run_dir / "bundle")
+    assert manifest.metrics["pattern_macro_f1"] > 0
+    assert load_checkpoint(run_dir / "best.pt").meta["federated"]["best_round"] >= 1
+    assert 0.0 <= summary["best_score"] <= 1.0
