@@ -10,6 +10,7 @@ result in the hub's database.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -92,8 +93,8 @@ def test_a_jetson_gets_the_tensorrt_runner(fleet: ProvisionFleet) -> None:
     finally:
         marker.unlink()
     assert run.returncode == 0, run.stdout[-4000:]
-    assert "+    runner: tensorrt" in run.stdout
-    assert "-    runner: onnxruntime" in run.stdout
+    assert re.search(r"^\+\s+runner: tensorrt$", run.stdout, re.M), run.stdout[-4000:]
+    assert re.search(r"^-\s+runner: onnxruntime$", run.stdout, re.M)
     unit = (fleet.root("edge-01") / "etc/systemd/system/waferscope-edge.service").read_text()
     for hardening in ("NoNewPrivileges=true", "ProtectSystem=strict", "Restart=always", "User="):
         assert hardening in unit
