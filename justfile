@@ -15,6 +15,16 @@ setup:
 test *args:
     scripts/test.sh {{args}}
 
+# the Ansible roles for real: ansible-lint (production profile), then broker, hub and two edges
+# provisioned on this machine, applied twice, started, and a wafer from an edge's hot folder to the hub
+provision-test *args: setup
+    cd ansible && {{absolute_path(venv)}}/bin/ansible-lint --offline --profile production
+    {{bin}}python -m pytest -p no:cacheprovider tests/provision {{args}}
+
+# the offline release the Ansible roles install (dist/wheelhouse: wheels + SHA256SUMS)
+wheelhouse: setup
+    scripts/build-wheelhouse.sh
+
 # ruff, ruff format --check, mypy, import-linter
 lint: setup
     scripts/lint.sh

@@ -48,13 +48,15 @@ quiet_service() {
   fi
 }
 
-# System packages the tests and the demo use: an MQTT broker, a headless browser, promtool.
+# System packages the tests and the demo use: an MQTT broker, a headless browser, rsync, promtool.
 #   WAFERSCOPE_SKIP_SYSTEM=1 skips this step (e.g. on a machine without apt).
 if [ "${WAFERSCOPE_SKIP_SYSTEM:-0}" != "1" ]; then
   missing=()
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  # rsync: the Ansible roles copy the release with it (tests/provision)
+  command -v rsync >/dev/null 2>&1 || missing+=(rsync)
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || echo "setup: continuing without ${missing[*]}" >&2
   fi
