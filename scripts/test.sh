@@ -8,5 +8,7 @@ VENV=${WAFERSCOPE_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 if [ $# -eq 0 ]; then
   scripts/lint.sh
+  # The Ansible apply test (tests/provision, ~20 min) is its own job: `just provision-test`.
+  set -- --ignore=tests/provision
 fi
 exec python -m pytest -p no:cacheprovider -n "${WAFERSCOPE_TEST_WORKERS:-2}" "$@"
