@@ -63,6 +63,7 @@ def test_engine_outputs_and_head_agree(data_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 8 engine views over 12,450 maps on a shared CPU
 def test_reproduces_its_recorded_validation_metrics(data_dir: Path) -> None:
     manifest = contract.read_manifest(DEFAULT)
     result = evaluate(DEFAULT, [data_dir / "wm811k" / "val.npz"])
