@@ -37,7 +37,7 @@ import torch
 from waferscope.protocols import bundle as contract
 from waferscope.trainer.bundler import BundleResult, build_bundle
 from waferscope.trainer.config import load_config
-from waferscope.trainer.data import LabelledData, limit_per_class, load_labelled
+from waferscope.trainer.data import LabelledData, limit_per_class, load_labelled, write_archive
 from waferscope.trainer.export import load_checkpoint
 from waferscope.trainer.metrics import compute_metrics
 from waferscope.trainer.runtime import resolve_runtime
@@ -137,16 +137,7 @@ def torch_val_metrics(checkpoint: Path, val: LabelledData, device: str) -> dict[
 def write_val_sample(val: LabelledData, per_class: int, seed: int, path: Path) -> Path:
     """A stratified val sample in the dataset npz layout, for the bundle's parity report."""
     sample = val.subset(limit_per_class(val.keys(), per_class, seed))
-    flat = [np.asarray(g, np.uint8).ravel() for g in sample.grids]
-    offsets = np.concatenate([[0], np.cumsum([f.size for f in flat])]).astype(np.int64)
-    np.savez_compressed(
-        path,
-        maps=np.concatenate(flat),
-        shapes=np.array([np.asarray(g).shape for g in sample.grids], np.int32),
-        offsets=offsets,
-        label=sample.targets.astype(np.int8),
-        class_names=np.array(sample.class_names),
-    )
+    write_archive(path, sample.grids, sample.targets, sample.class_names)
     return path
 
 

@@ -347,3 +347,18 @@ def encode_grids(grids: Sequence[Grid], spec: EncodingSpec) -> npt.NDArray[np.fl
 
 
 KNOWN_ARCHIVES = (WM811K, MIXEDWM38)
+
+
+def write_archive(
+    path: Path, maps: Sequence[np.ndarray], targets: np.ndarray, class_names: Sequence[str]
+) -> None:
+    """A labelled archive in the trainer's ragged ``.npz`` layout (maps, shapes, offsets)."""
+    offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
+    np.savez(
+        path,
+        maps=np.concatenate([np.asarray(m).ravel() for m in maps]),
+        shapes=np.array([m.shape for m in maps], np.int32),
+        offsets=offsets,
+        label=np.asarray(targets).astype(np.int8),
+        class_names=np.array(list(class_names)),
+    )

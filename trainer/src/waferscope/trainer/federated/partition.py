@@ -8,13 +8,12 @@ the full class list, so every node trains the same output layout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from waferscope.protocols.datasets import load_labelled_arrays
-from waferscope.trainer.data import DataError
+from waferscope.trainer.data import DataError, write_archive
 
 
 def skewed_partitions(
@@ -49,18 +48,3 @@ def skewed_partitions(
         write_archive(path, [arrays.maps[i] for i in index], targets[index], names)
         paths.append(path)
     return paths
-
-
-def write_archive(
-    path: Path, maps: Sequence[np.ndarray], targets: np.ndarray, class_names: Sequence[str]
-) -> None:
-    """A labelled archive in the trainer's ragged ``.npz`` layout (maps, shapes, offsets)."""
-    offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
-    np.savez(
-        path,
-        maps=np.concatenate([np.asarray(m).ravel() for m in maps]),
-        shapes=np.array([m.shape for m in maps], np.int32),
-        offsets=offsets,
-        label=np.asarray(targets).astype(np.int8),
-        class_names=np.array(list(class_names)),
-    )
