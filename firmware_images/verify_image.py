@@ -8,9 +8,11 @@ It applies the rules of `waferscope.protocols.release.verify` (the reference imp
 everywhere else; the tests check that both agree): the delegation is signed by the given root
 key and not expired, the manifest is signed by the delegated key and not expired, and the
 members are exactly the listed files with their sizes and SHA-256 — written under --extract only
-as they are checked, removed again on any failure.
+as they are checked, removed again on any failure. The file may be the release itself or a whole
+edge image tar (the release is then its ``image.wsrelease`` member, read in place).
 
     python3 verify_image.py --root root.pub image.wsrelease [--extract DIR]
+    python3 verify_image.py --root root.pub waferscope-edge-image-12.tar [--extract DIR]
 """
 
 from __future__ import annotations
@@ -117,63 +119,83 @@ def read_member(tar: tarfile.TarFile, name: str) -> bytes:
     return fh.read()
 
 
+IMAGE_MEMBER = "image.wsrelease"
+
+
 def verify(path: Path, root_pem: str, extract: Path | None) -> dict:
+    """The signed manifest of the release (or image tar) at ``path``, every file checked."""
+    with tarfile.open(path, "r:") as tar:
+        first = tar.next()
+    if first is None or first.name == "release.json":
+        with tarfile.open(path, "r:") as tar:
+            return verify_release(tar, root_pem, extract)
+    with tarfile.open(path, "r:") as outer:
+        for member in outer:
+            if member.name == IMAGE_MEMBER and member.isreg():
+                inner = outer.extractfile(member)
+                assert inner is not None
+                with tarfile.open(fileobj=inner, mode="r:") as tar:
+                    return verify_release(tar, root_pem, extract)
+    raise ImageRefusedError(f"neither a release nor an image holding {IMAGE_MEMBER}")
+
+
+def verify_release(tar: tarfile.TarFile, root_pem: str, extract: Path | None) -> dict:
+    """Check one release read from ``tar`` (positioned at its start)."""
     now = datetime.now(UTC)
     root_raw = pem_to_raw(root_pem)
     root_id = hashlib.sha256(root_raw).hexdigest()
-    with tarfile.open(path, "r:") as tar:
-        release = read_member(tar, "release.json")
-        delegation = open_envelope(
-            read_member(tar, "delegation.json"), DELEGATION_TYPE, root_id, root_pem, "delegation"
-        )
-        if expired(delegation, now):
-            raise ImageRefusedError("the release key's delegation has expired")
-        key_raw = base64.b64decode(delegation["publicKey"])
-        manifest = open_envelope(
-            release,
-            RELEASE_TYPE,
-            hashlib.sha256(key_raw).hexdigest(),
-            raw_to_pem(key_raw),
-            "release",
-        )
-        channels = delegation.get("channels", [])
-        if channels and manifest.get("channel") not in channels:
-            raise ImageRefusedError("the release key may not sign this channel")
-        if expired(manifest, now):
-            raise ImageRefusedError(f"release {manifest.get('version')} has expired")
-        listed = {safe(f["path"]): f for f in manifest.get("files", [])}
-        done: set[str] = set()
-        while (member := tar.next()) is not None:
-            if not member.name.startswith("bundle/") or not member.isreg():
-                raise ImageRefusedError(f"unexpected member {member.name[:80]!r}")
-            rel = safe(member.name[len("bundle/") :])
-            entry = listed.get(rel)
-            if entry is None or rel in done:
-                raise ImageRefusedError(f"{rel} is not listed in the signed manifest (or twice)")
-            if member.size != int(entry["sizeBytes"]):
-                raise ImageRefusedError(f"{rel} has the wrong size")
-            src = tar.extractfile(member)
-            assert src is not None
-            digest = hashlib.sha256()
-            out = None
-            if extract is not None:
-                (extract / rel).parent.mkdir(parents=True, exist_ok=True)
-                out = (extract / rel).open("xb")
-            try:
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    if out is not None:
-                        out.write(chunk)
-            finally:
+    release = read_member(tar, "release.json")
+    delegation = open_envelope(
+        read_member(tar, "delegation.json"), DELEGATION_TYPE, root_id, root_pem, "delegation"
+    )
+    if expired(delegation, now):
+        raise ImageRefusedError("the release key's delegation has expired")
+    key_raw = base64.b64decode(delegation["publicKey"])
+    manifest = open_envelope(
+        release,
+        RELEASE_TYPE,
+        hashlib.sha256(key_raw).hexdigest(),
+        raw_to_pem(key_raw),
+        "release",
+    )
+    channels = delegation.get("channels", [])
+    if channels and manifest.get("channel") not in channels:
+        raise ImageRefusedError("the release key may not sign this channel")
+    if expired(manifest, now):
+        raise ImageRefusedError(f"release {manifest.get('version')} has expired")
+    listed = {safe(f["path"]): f for f in manifest.get("files", [])}
+    done: set[str] = set()
+    while (member := tar.next()) is not None:
+        if not member.name.startswith("bundle/") or not member.isreg():
+            raise ImageRefusedError(f"unexpected member {member.name[:80]!r}")
+        rel = safe(member.name[len("bundle/") :])
+        entry = listed.get(rel)
+        if entry is None or rel in done:
+            raise ImageRefusedError(f"{rel} is not listed in the signed manifest (or twice)")
+        if member.size != int(entry["sizeBytes"]):
+            raise ImageRefusedError(f"{rel} has the wrong size")
+        src = tar.extractfile(member)
+        assert src is not None
+        digest = hashlib.sha256()
+        out = None
+        if extract is not None:
+            (extract / rel).parent.mkdir(parents=True, exist_ok=True)
+            out = (extract / rel).open("xb")
+        try:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
                 if out is not None:
-                    out.close()
-            if digest.hexdigest() != entry["sha256"]:
-                raise ImageRefusedError(f"{rel} sha256 differs from the signed manifest")
-            done.add(rel)
-        if set(listed) - done:
-            raise ImageRefusedError(
-                f"listed file(s) missing: {', '.join(sorted(set(listed) - done)[:5])}"
-            )
+                    out.write(chunk)
+        finally:
+            if out is not None:
+                out.close()
+        if digest.hexdigest() != entry["sha256"]:
+            raise ImageRefusedError(f"{rel} sha256 differs from the signed manifest")
+        done.add(rel)
+    if set(listed) - done:
+        raise ImageRefusedError(
+            f"listed file(s) missing: {', '.join(sorted(set(listed) - done)[:5])}"
+        )
     return manifest
 
 

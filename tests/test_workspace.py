@@ -131,3 +131,14 @@ def test_no_machine_specific_paths_in_sources() -> None:
             if marker in text:
                 bad.append(f"{rel}: {marker}")
     assert not bad, bad
+
+
+def test_the_broker_roles_topic_lists_are_fresh() -> None:
+    """The provisioned broker's ACL follows protocols/topics.py (a new topic reaches the role)."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "gen_broker_acl_vars.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -146,3 +146,29 @@ def test_stdlib_verifier_agrees_with_the_reference(tmp_path: Path, bundle_dir: P
     bad = run_verifier(release, keys.root_pub, "--extract", str(tmp_path / "bad"))
     assert bad.returncode == 1 and "head.npz has the wrong size" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_verifier_reads_a_whole_image_tar(tmp_path: Path, bundle_dir: Path) -> None:
+    """Ansible verifies the image file as shipped: the release is its image.wsrelease member."""
+    keys = make_signer(tmp_path / "keys")
+    release = keys.sign(bundle_dir, tmp_path / "r.wsrelease", 5)
+    image = tmp_path / "image.tar"
+    with tarfile.open(image, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in build_image.IMAGE_SCRIPTS:
+            tar.add(REPO / "firmware_images" / name, arcname=name)
+        tar.add(release, arcname="image.wsrelease")
+    ok = run_verifier(image, keys.root_pub, "--extract", str(tmp_path / "out"))
+    assert ok.returncode == 0, ok.stderr
+    assert "verified release 5" in ok.stdout
+    assert (tmp_path / "out" / "head.npz").read_bytes() == (bundle_dir / "head.npz").read_bytes()
+
+    wrong = make_signer(tmp_path / "other-keys")
+    untrusted = run_verifier(image, wrong.root_pub, "--extract", str(tmp_path / "no"))
+    assert untrusted.returncode == 1 and "unknown key" in untrusted.stderr
+    assert not (tmp_path / "no").exists()
+
+    other = tmp_path / "other.tar"
+    with tarfile.open(other, "w") as tar:
+        tar.add(REPO / "firmware_images" / "install.sh", arcname="install.sh")
+    neither = run_verifier(other, keys.root_pub)
+    assert neither.returncode == 1 and "neither a release nor an image" in neither.stderr

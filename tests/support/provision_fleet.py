@@ -49,6 +49,8 @@ class ProvisionFleet:
 
     base: Path
     wheelhouse: Path
+    image: Path | None = None  # a signed edge image: the edges install from it
+    root_key: Path | None = None  # the root public key that image must verify against
     edges: tuple[str, ...] = ("edge-01", "edge-02")
     broker_port: int = field(default_factory=free_port)
     hub_port: int = field(default_factory=free_port)
@@ -125,6 +127,7 @@ class ProvisionFleet:
                             "waferscope_edge_service_manager": "none",
                             # one engine thread: several processes share this machine's cores
                             "waferscope_edge_extra_config": {"model": {"threads": 1}},
+                            **self.image_vars(),
                         },
                         "children": {"fab1_line1": {"hosts": edges}},
                     },
@@ -134,6 +137,14 @@ class ProvisionFleet:
         self.inventory.parent.mkdir(parents=True, exist_ok=True)
         self.inventory.write_text(yaml.safe_dump(inventory, sort_keys=False), encoding="utf-8")
         return self.inventory
+
+    def image_vars(self) -> dict[str, str]:
+        if self.image is None or self.root_key is None:
+            return {}
+        return {
+            "waferscope_edge_image": str(self.image),
+            "waferscope_edge_release_root_key": str(self.root_key),
+        }
 
     def playbook(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         env = {

@@ -31,21 +31,18 @@ def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
 
 def acl_text(hub_user: str) -> str:
     root = topics.PREFIX
-    edge_kinds = [
-        k.value
-        for k, s in topics.TOPIC_SPECS.items()
-        if s.direction is topics.Direction.EDGE_TO_HUB
-    ]
+    to_edge = topics.kinds_towards(topics.Direction.HUB_TO_EDGE)
     lines = [
         "# Written by 'waferscope hub edge-credentials'. Edge user name = device id.",
         f"user {hub_user}",
         f"topic read {root}/#",
-        f"topic write {root}/+/+/{topics.TopicKind.DEPLOY.value}",
+        *(f"topic write {root}/+/+/{kind.value}" for kind in to_edge),
         "",
         "# every other user: an edge, confined to its own device level",
     ]
-    lines += [f"pattern write {root}/+/%u/{kind}" for kind in edge_kinds]
-    lines.append(f"pattern read {root}/+/%u/{topics.TopicKind.DEPLOY.value}")
+    to_hub = topics.kinds_towards(topics.Direction.EDGE_TO_HUB)
+    lines += [f"pattern write {root}/+/%u/{kind.value}" for kind in to_hub]
+    lines += [f"pattern read {root}/+/%u/{kind.value}" for kind in to_edge]
     return "\n".join(lines) + "\n"
 
 

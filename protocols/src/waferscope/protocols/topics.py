@@ -242,6 +242,11 @@ def shadow_report_topic(device_id: str, *, site: str | None = None) -> str:
     return topic_name(TopicKind.SHADOW_REPORT, device_id, site=site)
 
 
+def kinds_towards(direction: Direction) -> list[TopicKind]:
+    """The topic kinds published in ``direction``, in table order (broker ACLs are built on it)."""
+    return [kind for kind, spec in TOPIC_SPECS.items() if spec.direction is direction]
+
+
 def is_retained(kind: TopicKind | str) -> bool:
     """Whether messages of this kind are published with the retain flag (only ``status``)."""
     return TOPIC_SPECS[_kind(kind)].retained

@@ -1,0 +1,1 @@
+../../../../firmware_images/verify_image.py
