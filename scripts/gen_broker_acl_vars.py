@@ -38,7 +38,7 @@ def main() -> int:
     text = render()
     if args.check:
         if not OUT.is_file() or OUT.read_text(encoding="utf-8") != text:
-            print(f"{OUT.name} is stale: run python scripts/gen_broker_acl_vars.py", file=sys.stderr)
+            print(f"{OUT.name} is stale: run scripts/gen_broker_acl_vars.py", file=sys.stderr)
             return 1
         return 0
     OUT.write_text(text, encoding="utf-8")
