@@ -172,7 +172,9 @@ class ReleaseHttpsServer:
             context.load_cert_chain(tls.cert_file, tls.key_file)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
             self.scheme = "https"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}{path}"

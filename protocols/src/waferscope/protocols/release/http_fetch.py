@@ -45,10 +45,6 @@ class HttpFetchOptions:
     backoff_s: float = 0.5  # first wait between tries; doubled each time, at most 30 s
 
 
-class _Retry(Exception):
-    """One try failed in a way another try may mend (the reason is the message)."""
-
-
 def _check_url(url: str, options: HttpFetchOptions) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
@@ -87,8 +83,9 @@ def _certificate_refused(exc: BaseException) -> ssl.SSLCertVerificationError | N
     return None
 
 
-def _start_offset(response: httpx.Response, offset: int, size: int, url: str) -> int:
-    """Where the body of ``response`` starts in the file (0 when the server ignored the range)."""
+def _start_offset(response: httpx.Response, offset: int, size: int, url: str) -> int | str:
+    """Where the body of ``response`` starts in the file (0 when the server ignored the range),
+    or why another try is needed."""
     if response.status_code == 200:
         length = response.headers.get("Content-Length")
         if length is not None and int(length) != size:
@@ -98,48 +95,60 @@ def _start_offset(response: httpx.Response, offset: int, size: int, url: str) ->
         return 0
     match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
     if match is None:
-        raise _Retry(f"206 without a usable Content-Range at byte {offset}")
+        return f"206 without a usable Content-Range at byte {offset}"
     start, total = int(match.group(1)), int(match.group(3))
     if total != size:
         raise ReleaseTransferError(f"{url}: the server's file has {total} bytes, the release {size}")
     if start != offset:
-        raise _Retry(f"206 from byte {start} when byte {offset} was asked for")
+        return f"206 from byte {start} when byte {offset} was asked for"
     return start
 
 
-def _check_status(response: httpx.Response, url: str, part: Path) -> None:
+def _check_status(response: httpx.Response, url: str, part: Path) -> str | None:
+    """None when the body is (part of) the file, why another try is needed, or a refusal."""
     code = response.status_code
     if code in (200, 206):
-        return
+        return None
     if code == 416:
         part.unlink(missing_ok=True)
-        raise _Retry("416 Range Not Satisfiable: the partial file was dropped")
+        return "416 Range Not Satisfiable: the partial file was dropped"
     if code in (401, 403):
         raise ReleaseTransferError(
             f"{url}: the hub refused the release download ({code}); check release.hub_token"
         )
     if code == 408 or code == 429 or code >= 500:
-        raise _Retry(f"HTTP {code}")
+        return f"HTTP {code}"
     raise ReleaseTransferError(f"{url}: HTTP {code} {response.reason_phrase}")
 
 
-def _one_try(client: httpx.Client, url: str, sha256: str, size: int, part: Path) -> None:
-    """Fetch what ``part`` lacks; _Retry or ReleaseTransferError when it does not get all of it."""
+def _one_try(client: httpx.Client, url: str, sha256: str, size: int, part: Path) -> str | None:
+    """Fetch what ``part`` lacks: None when it is complete, else why another try is needed
+    (ReleaseTransferError when no try can mend it; httpx.TransportError when the link broke)."""
     offset = part.stat().st_size if part.exists() else 0
     if offset > size:
         part.unlink()
         offset = 0
     if offset == size:
-        return
+        return None
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with client.stream("GET", url, headers=headers) as response:
-        _check_status(response, url, part)
-        announced = response.headers.get(SHA256_HEADER)
-        if announced is not None and announced.lower() != sha256:
-            raise ReleaseTransferError(
-                f"{url}: the server's file has sha256 {announced[:12]}, the release {sha256[:12]}"
-            )
-        start = _start_offset(response, offset, size, url)
+        retry = _check_status(response, url, part)
+        if retry is not None:
+            return retry
+        try:  # the served file is not the announced one: what was kept of it is worthless
+            announced = response.headers.get(SHA256_HEADER)
+            if announced is not None and announced.lower() != sha256:
+                raise ReleaseTransferError(
+                    f"{url}: the server's file has sha256 {announced[:12]}, "
+                    f"the release {sha256[:12]}"
+                )
+            start = _start_offset(response, offset, size, url)
+        except ReleaseTransferError:
+            part.unlink(missing_ok=True)
+            raise
+        if isinstance(start, str):
+            part.unlink(missing_ok=True)  # the next try starts from byte 0
+            return start
         with part.open("r+b" if part.exists() else "wb") as out:
             out.seek(start)
             out.truncate()
@@ -151,8 +160,7 @@ def _one_try(client: httpx.Client, url: str, sha256: str, size: int, part: Path)
                     part.unlink()
                     raise ReleaseTransferError(f"{url}: the server sent more than {size} bytes")
                 out.write(block)
-    if written < size:
-        raise _Retry(f"the body ended at byte {written} of {size}")
+    return f"the body ended at byte {written} of {size}" if written < size else None
 
 
 def download(
@@ -196,10 +204,7 @@ def download(
             if attempt:
                 time.sleep(min(opts.backoff_s * 2 ** (attempt - 1), 30.0))
             try:
-                _one_try(client, url, sha256, size, part)
-                return finish_part(part, dest, sha256, size, url)
-            except _Retry as exc:
-                reason = str(exc)
+                retry = _one_try(client, url, sha256, size, part)
             except httpx.TransportError as exc:
                 refused = _certificate_refused(exc)
                 if refused is not None:
@@ -208,6 +213,10 @@ def download(
                         "); check release.hub_ca_file"
                     ) from None
                 reason = f"{type(exc).__name__}: {exc}"
+                continue
+            if retry is None:
+                return finish_part(part, dest, sha256, size, url)
+            reason = retry
     kept = part.stat().st_size if part.exists() else 0
     raise ReleaseTransferError(
         f"{url}: download of {sha256[:12]} failed after {opts.retries + 1} tries ({reason}); "
