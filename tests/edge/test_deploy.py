@@ -177,8 +177,13 @@ def test_deploy_command_over_https_installs_and_s3_is_rejected(
             publish(broker.port, s3)
             publish(
                 broker.port,
-                command("edge-01", release, 0, fetch_method=pb.FETCH_METHOD_HTTPS,
-                        location=srv.url(path)),  # fmt: skip
+                command(
+                    "edge-01",
+                    release,
+                    0,
+                    fetch_method=pb.FETCH_METHOD_HTTPS,
+                    location=srv.url(path),
+                ),
             )
             wait_for(lambda: w.slot.current.version == "tiny-test-2", 60, what="the new engine")
             wait_for(
@@ -193,8 +198,13 @@ def test_deploy_command_over_https_installs_and_s3_is_rejected(
             behaviour.token = "a-rotated-token-0123456789"
             publish(
                 broker.port,
-                command("edge-01", release, 0, fetch_method=pb.FETCH_METHOD_HTTPS,
-                        location=srv.url(path)),  # fmt: skip
+                command(
+                    "edge-01",
+                    release,
+                    0,
+                    fetch_method=pb.FETCH_METHOD_HTTPS,
+                    location=srv.url(path),
+                ),
             )
             wait_for(
                 lambda: any(

@@ -87,9 +87,7 @@ def make_tls(folder: Path, ca_name: str = "waferscope test CA") -> Tls:
         key_file=_pem(
             folder,
             "server.key",
-            key.private_bytes(
-                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ),
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
         ),
     )
 
@@ -110,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: object) -> None:
         return
 
     def _refuse(self, code: int) -> None:
@@ -118,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+    def do_GET(self) -> None:
         b = self.server.behaviour
         b.requests.append(dict(self.headers.items()))
         if b.token is not None and self.headers.get("Authorization") != f"Bearer {b.token}":

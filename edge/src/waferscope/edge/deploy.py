@@ -6,8 +6,8 @@ recorded in the store), on this module's own thread so the MQTT client never wai
 the release file is fetched by the command's ``fetch_method`` (``FETCHERS``: the hub's
 BundleTransfer gRPC service, or HTTPS with the ``[release]`` CA file and token; both resumable: a
 ``.part`` file survives a broken connection or a restart and the next try continues from its
-size), its SHA-256 checked, then handed to :class:`~waferscope.edge.releases.ReleaseManager`. Every step is
-answered with a ``DeployAck`` on ``deploy-ack``.
+size), its SHA-256 checked, then handed to :class:`~waferscope.edge.releases.ReleaseManager`.
+Every step is answered with a ``DeployAck`` on ``deploy-ack``.
 """
 
 from __future__ import annotations

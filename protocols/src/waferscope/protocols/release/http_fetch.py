@@ -98,7 +98,9 @@ def _start_offset(response: httpx.Response, offset: int, size: int, url: str) ->
         return f"206 without a usable Content-Range at byte {offset}"
     start, total = int(match.group(1)), int(match.group(3))
     if total != size:
-        raise ReleaseTransferError(f"{url}: the server's file has {total} bytes, the release {size}")
+        raise ReleaseTransferError(
+            f"{url}: the server's file has {total} bytes, the release {size}"
+        )
     if start != offset:
         return f"206 from byte {start} when byte {offset} was asked for"
     return start
@@ -116,7 +118,7 @@ def _check_status(response: httpx.Response, url: str, part: Path) -> str | None:
         raise ReleaseTransferError(
             f"{url}: the hub refused the release download ({code}); check release.hub_token"
         )
-    if code == 408 or code == 429 or code >= 500:
+    if code in {408, 429} or code >= 500:
         return f"HTTP {code}"
     raise ReleaseTransferError(f"{url}: HTTP {code} {response.reason_phrase}")
 
