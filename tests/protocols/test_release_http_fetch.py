@@ -80,6 +80,34 @@ def test_a_cut_body_is_kept_and_the_next_try_resumes_with_range(
     assert ranges == [None, "bytes=10000-", None, "bytes=20000-"]
 
 
+def test_5xx_answers_and_a_stalled_body_are_retried(
+    tmp_path: Path, release: Path, tls: Tls
+) -> None:
+    behaviour = serving(release, fail_with=[503, 502], stall_s=1.5)
+    dest = tmp_path / "r.wsrelease"
+    with ReleaseHttpsServer(tls, behaviour) as srv:
+        download(
+            srv.url(PATH),
+            sha256_file(release),
+            release.stat().st_size,
+            dest,
+            options=options(tls, timeout_s=0.5, retries=3),
+        )
+    assert dest.read_bytes() == release.read_bytes()
+    assert len(behaviour.requests) == 4  # 503, 502, the stalled one (read timeout), the good one
+    with (
+        ReleaseHttpsServer(tls, serving(release, fail_with=[500] * 3)) as srv,
+        pytest.raises(ReleaseTransferError, match=r"failed after 2 tries \(HTTP 500\)"),
+    ):
+        download(
+            srv.url(PATH),
+            sha256_file(release),
+            release.stat().st_size,
+            tmp_path / "b.wsrelease",
+            options=options(tls, retries=1),
+        )
+
+
 def test_a_server_ignoring_the_range_restarts_from_zero(
     tmp_path: Path, release: Path, tls: Tls
 ) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -101,6 +102,8 @@ class Behaviour:
     cut_after: int | None = None  # send only this many body bytes, then close (once)
     ignore_range: bool = False  # answer 200 with the whole file even when a range is asked
     sha256_header: bool = True  # send X-Content-SHA256
+    fail_with: list[int] = field(default_factory=list)  # answer these statuses first, in turn
+    stall_s: float = 0.0  # wait this long before the body (once)
     requests: list[dict[str, str]] = field(default_factory=list)
 
 
@@ -121,6 +124,9 @@ class _Handler(BaseHTTPRequestHandler):
         b.requests.append(dict(self.headers.items()))
         if b.token is not None and self.headers.get("Authorization") != f"Bearer {b.token}":
             self._refuse(401)
+            return
+        if b.fail_with:
+            self._refuse(b.fail_with.pop(0))
             return
         body = b.files.get(self.path)
         if body is None:
@@ -145,6 +151,11 @@ class _Handler(BaseHTTPRequestHandler):
         if b.sha256_header:
             self.send_header("X-Content-SHA256", hashlib.sha256(body).hexdigest())
         self.end_headers()
+        if b.stall_s:
+            stall, b.stall_s = b.stall_s, 0.0
+            time.sleep(stall)
+            self.close_connection = True
+            return
         if b.cut_after is not None:
             self.wfile.write(body[start : start + b.cut_after])
             b.cut_after = None
