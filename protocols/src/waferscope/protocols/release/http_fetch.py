@@ -3,14 +3,15 @@
 The client keeps what it received in a ``.part`` file beside the destination and asks for the
 rest with ``Range: bytes=<size>-``: a ``206 Partial Content`` answer is appended (its
 ``Content-Range`` must start where the file ends and name the announced total), a ``200`` answer
-means the server ignored the range and the download restarts from byte 0, a ``416`` means the
-partial file is not a prefix of the served one and it is dropped. A broken connection or a
-timeout is retried with exponential backoff; what arrived stays for the next try (or the next
-deploy command). The server's certificate is checked against a configured CA file (or the
-system's roots); a bearer token is sent when configured. Plain ``http://`` is refused unless
-explicitly allowed, and then only to a loopback host (tests). The finished file must have the
-announced size and SHA-256 or it is deleted; every refusal is a
-:class:`~waferscope.protocols.release.transfer.ReleaseTransferError`.
+means the server ignored the range and the download restarts from byte 0, a ``416`` (the partial
+file reaches past the served one) drops the partial file. An ``X-Content-SHA256`` header (hex)
+naming another digest, or a served file of another size, refuses the download and drops the
+partial file before a byte is written. A broken connection, a timeout or a 5xx is retried with
+exponential backoff; what arrived stays for the next try (or the next deploy command). The
+server's certificate is checked against a configured CA file (or the system's roots); a bearer
+token is sent when configured. Plain ``http://`` is refused unless explicitly allowed, and then
+only to a loopback host (tests). The finished file must have the announced size and SHA-256 or it
+is deleted; every refusal is a :class:`~waferscope.protocols.release.transfer.ReleaseTransferError`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from waferscope.protocols.release.transfer import ReleaseTransferError, finish_p
 
 SHA256_HEADER: Final = "X-Content-SHA256"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")  # the header is compared only when it is hex SHA-256
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,8 @@ def _one_try(client: httpx.Client, url: str, sha256: str, size: int, part: Path)
         if retry is not None:
             return retry
         try:  # the served file is not the announced one: what was kept of it is worthless
-            announced = response.headers.get(SHA256_HEADER)
-            if announced is not None and announced.lower() != sha256:
+            announced = response.headers.get(SHA256_HEADER, "").strip().lower()
+            if _HEX_SHA256.fullmatch(announced) and announced != sha256.lower():
                 raise ReleaseTransferError(
                     f"{url}: the server's file has sha256 {announced[:12]}, "
                     f"the release {sha256[:12]}"
