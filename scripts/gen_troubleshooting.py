@@ -403,15 +403,21 @@ ERRORS: dict[str, Entry] = {
     "protocols.ReleaseTransferError": Entry(
         shape="`<host:port>: download of <sha12> failed at byte <n> (<gRPC status>: <details>)`, "
         "`<host:port>: downloaded <sha12> does not match its size <n> and sha256`, "
-        "`<host:port>: chunk at <n> is not of release <sha12>`.",
+        "`<host:port>: chunk at <n> is not of release <sha12>`; over HTTPS `<url>: <reason>` "
+        "(the hub refused the download (401/403), the TLS certificate was refused, the server's "
+        "file has another size or sha256, plain http not allowed, failed after <n> tries ... "
+        "<n> of <size> bytes kept to resume), or `release.hub_token_file <file>: <reason>`.",
         shows="Edge: a `DeployAck` `DEPLOY_STATUS_FAILED` with error code `download_failed`, a "
         "`release_refused` alert; the running engine keeps serving.",
-        means="The release named by a deploy command could not be fetched over BundleTransfer: "
-        "the server is unreachable or has no file with that SHA-256 (`NOT_FOUND`), or the bytes "
-        "received do not add up to the announced file (the partial file is then deleted).",
-        todo="Check the command's `location` (host:port of the BundleTransfer server) from the "
-        "edge, and that the server holds the release. A broken connection is resumed from the "
-        "partial file by the next command.",
+        means="The release named by a deploy command could not be fetched over BundleTransfer "
+        "or HTTPS: the server is unreachable, refuses the device's token or certificate check, "
+        "or has no file with that SHA-256 (`NOT_FOUND`, 404), or the bytes received do not add "
+        "up to the announced file (the partial file is then deleted).",
+        todo="Check the command's `location` (host:port of the BundleTransfer server, or the "
+        "hub's https URL) from the edge, and that the server holds the release; for HTTPS, "
+        "`[release] hub_ca_file` (the CA of the hub's certificate) and `hub_token` / "
+        "`hub_token_file` (the device token the hub expects). A broken connection is resumed "
+        "from the partial file by the retries and by the next command.",
     ),
     "protocols.ReleaseKeyError": Entry(
         shape=(

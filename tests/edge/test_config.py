@@ -189,3 +189,25 @@ def test_shipped_examples_are_valid(name: str) -> None:
     examples = Path(__file__).resolve().parents[2] / "edge" / "examples"
     cfg = load_config(examples / name, environ={}).config
     assert cfg.device_id.startswith("prober-")
+
+
+def test_release_download_settings_resolve_and_read_the_token_file(tmp_path: Path) -> None:
+    from waferscope.protocols.release.transfer import ReleaseTransferError
+
+    text = (
+        'device_id = "prober-07"\n[release]\nhub_ca_file = "certs/hub-ca.pem"\n'
+        'hub_token_file = "secrets/hub.token"\ndownload_retries = 1\n'
+    )
+    cfg = load_config(write(tmp_path, "edge.toml", text), environ={}).config
+    assert cfg.release.hub_ca_file == tmp_path / "certs" / "hub-ca.pem"
+    with pytest.raises(ReleaseTransferError, match=r"release\.hub_token_file .*hub\.token"):
+        cfg.release.fetch_options()  # no such file yet: a typed error naming the option
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "hub.token").write_text("tok-0123456789abcdef\n", encoding="utf-8")
+    options = cfg.release.fetch_options()
+    assert options.token == "tok-0123456789abcdef" and options.retries == 1
+    assert options.ca_file == tmp_path / "certs" / "hub-ca.pem"
+    assert not options.allow_plain_http
+    both = text + 'hub_token = "tok-0123456789abcdef"\n'
+    with pytest.raises(ConfigError, match="hub_token or hub_token_file"):
+        load_config(write(tmp_path, "both.toml", both), environ={})

@@ -1,4 +1,4 @@
-"""Deploy commands over a real broker, release bytes over real gRPC on loopback."""
+"""Deploy commands over a real broker, release bytes over real gRPC and HTTPS on loopback."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from edge_test_support import Broker, Subscriber, agent_toml, start_agent, wait_for
+from https_release_server import Behaviour, ReleaseHttpsServer, make_tls
 from paho.mqtt.enums import CallbackAPIVersion
 from release_keys import Signer, candidate, release_toml, rewrite
 
@@ -24,6 +25,9 @@ def command(
     release: Path,
     port: int,
     action: pb.DeployAction.ValueType = pb.DEPLOY_ACTION_INSTALL,
+    *,
+    fetch_method: pb.FetchMethod.ValueType = pb.FETCH_METHOD_GRPC,
+    location: str = "",
 ) -> pb.DeployCommand:
     cmd = pb.DeployCommand(
         schema_version=1,
@@ -33,8 +37,8 @@ def command(
         bundle=pb.BundleRef(
             sha256=sha256_file(release),
             size_bytes=release.stat().st_size,
-            fetch_method=pb.FETCH_METHOD_GRPC,
-            location=f"127.0.0.1:{port}",
+            fetch_method=fetch_method,
+            location=location or f"127.0.0.1:{port}",
         ),
     )
     cmd.issued_time.GetCurrentTime()
@@ -145,3 +149,93 @@ def test_deploy_command_installs_acks_and_runs_once(
     finally:
         w.agent.stop()
         server.stop(0)
+
+
+def test_deploy_command_over_https_installs_and_s3_is_rejected(
+    tmp_path: Path,
+    bundle_dir: Path,
+    val_npz: Path,
+    keys: Signer,
+    broker: Broker,
+    subscriber: Subscriber,
+) -> None:
+    new = candidate(bundle_dir, tmp_path / "new", val_npz, "tiny-test-2")
+    release = keys.sign(new, tmp_path / "r5.wsrelease", 5)
+    tls = make_tls(tmp_path / "tls")
+    token_file = tmp_path / "hub.token"
+    token_file.write_text("device-token-0123456789\n", encoding="utf-8")
+    path = "/api/v1/releases/5/file"
+    behaviour = Behaviour(files={path: release.read_bytes()}, token="device-token-0123456789")
+    settings = release_toml(
+        keys, shadow_wafers=0, hub_ca_file=f'"{tls.ca_file}"', hub_token_file=f'"{token_file}"'
+    )
+    w = start_agent(agent_toml(tmp_path, bundle_dir, broker.port, settings))
+    try:
+        wait_for(lambda: w.link_state.connected, 20, what="agent connected")
+        with ReleaseHttpsServer(tls, behaviour) as srv:
+            s3 = command("edge-01", release, 0, fetch_method=pb.FETCH_METHOD_S3, location="s3://x")
+            publish(broker.port, s3)
+            publish(
+                broker.port,
+                command(
+                    "edge-01",
+                    release,
+                    0,
+                    fetch_method=pb.FETCH_METHOD_HTTPS,
+                    location=srv.url(path),
+                ),
+            )
+            wait_for(lambda: w.slot.current.version == "tiny-test-2", 60, what="the new engine")
+            wait_for(
+                lambda: any(
+                    a.payload["status"] == "DEPLOY_STATUS_ACTIVATED"
+                    for a in subscriber.of_kind("deploy-ack")
+                ),
+                20,
+                what="ACTIVATED ack",
+            )
+            # the hub no longer accepts this device's token: a typed failure, the engine stays
+            behaviour.token = "a-rotated-token-0123456789"
+            publish(
+                broker.port,
+                command(
+                    "edge-01",
+                    release,
+                    0,
+                    fetch_method=pb.FETCH_METHOD_HTTPS,
+                    location=srv.url(path),
+                ),
+            )
+            wait_for(
+                lambda: any(
+                    a.payload["status"] == "DEPLOY_STATUS_FAILED"
+                    for a in subscriber.of_kind("deploy-ack")
+                ),
+                30,
+                what="FAILED ack",
+            )
+        acks = [a.payload for a in subscriber.of_kind("deploy-ack")]
+        failed = acks.pop()
+        assert failed["error"]["code"] == "download_failed"
+        assert "(401)" in failed["error"]["message"]
+        assert w.slot.current.version == "tiny-test-2"
+        assert [a["status"] for a in acks[-2:]] == [
+            "DEPLOY_STATUS_RECEIVED",
+            "DEPLOY_STATUS_IN_PROGRESS",
+        ]
+        acks = acks[:-2]
+        assert [a["status"] for a in acks] == [
+            "DEPLOY_STATUS_RECEIVED",
+            "DEPLOY_STATUS_REJECTED",
+            "DEPLOY_STATUS_RECEIVED",
+            "DEPLOY_STATUS_IN_PROGRESS",
+            "DEPLOY_STATUS_ACTIVATED",
+        ]
+        assert acks[1]["error"]["code"] == "unsupported_fetch_method"
+        assert "FETCH_METHOD_S3" in acks[1]["error"]["message"]
+        request = behaviour.requests[0]
+        assert request["Authorization"] == "Bearer device-token-0123456789"
+        assert request["X-Device-Id"] == "edge-01"
+        assert not list((w.releases.slots_dir / "downloads").iterdir())
+    finally:
+        w.agent.stop()

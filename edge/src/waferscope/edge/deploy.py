@@ -3,10 +3,11 @@
 A ``DeployCommand`` arrives on the device's ``deploy`` topic (QoS 1, never retained; the
 persistent MQTT session keeps it while the edge is away). It is executed at most once (its id is
 recorded in the store), on this module's own thread so the MQTT client never waits on a download:
-the release file is fetched over the hub's BundleTransfer gRPC service (resumable: a ``.part``
-file survives a broken connection or a restart and the next try continues from its size), its
-SHA-256 checked, then handed to :class:`~waferscope.edge.releases.ReleaseManager`. Every step is
-answered with a ``DeployAck`` on ``deploy-ack``.
+the release file is fetched by the command's ``fetch_method`` (``FETCHERS``: the hub's
+BundleTransfer gRPC service, or HTTPS with the ``[release]`` CA file and token; both resumable: a
+``.part`` file survives a broken connection or a restart and the next try continues from its
+size), its SHA-256 checked, then handed to :class:`~waferscope.edge.releases.ReleaseManager`.
+Every step is answered with a ``DeployAck`` on ``deploy-ack``.
 """
 
 from __future__ import annotations
@@ -17,15 +18,38 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from waferscope.edge.release_ledger import ReleaseState
 from waferscope.edge.releases import ReleaseHealthError, ReleaseManager
 from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.pb import deploy_pb2 as pb
-from waferscope.protocols.release.transfer import ReleaseTransferError, download
+from waferscope.protocols.release import http_fetch, transfer
+from waferscope.protocols.release.transfer import ReleaseTransferError
 
 log = logging.getLogger(__name__)
 AckSink = Callable[[pb.DeployAck], None]
+# (manager, device id, bundle ref, destination): fetch the release file, ReleaseTransferError if not
+Fetcher = Callable[[ReleaseManager, str, pb.BundleRef, Path], Path]
+
+
+def _fetch_grpc(manager: ReleaseManager, device_id: str, ref: pb.BundleRef, dest: Path) -> Path:
+    return transfer.download(ref.location, ref.sha256, ref.size_bytes, dest, device_id=device_id)
+
+
+def _fetch_https(manager: ReleaseManager, device_id: str, ref: pb.BundleRef, dest: Path) -> Path:
+    options = manager.config.fetch_options()
+    return http_fetch.download(
+        ref.location, ref.sha256, ref.size_bytes, dest, options=options, device_id=device_id
+    )
+
+
+# The fetch methods this edge speaks; any other (FETCH_METHOD_S3: the edge holds no object-store
+# credentials) is rejected with unsupported_fetch_method.
+FETCHERS: dict[pb.FetchMethod.ValueType, Fetcher] = {
+    pb.FETCH_METHOD_GRPC: _fetch_grpc,
+    pb.FETCH_METHOD_HTTPS: _fetch_https,
+}
 
 
 class DeployHandler:
@@ -75,15 +99,24 @@ class DeployHandler:
             self._ack(command, pb.DEPLOY_STATUS_REJECTED, "unsupported_action")
             return
         ref = command.bundle
-        if ref.fetch_method != pb.FETCH_METHOD_GRPC:
-            self._ack(command, pb.DEPLOY_STATUS_REJECTED, "unsupported_fetch_method")
+        fetch = FETCHERS.get(ref.fetch_method)
+        if fetch is None:
+            known = ref.fetch_method in pb.FetchMethod.values()
+            method = pb.FetchMethod.Name(ref.fetch_method) if known else str(ref.fetch_method)
+            supported = ", ".join(pb.FetchMethod.Name(m) for m in FETCHERS)
+            self._ack(
+                command,
+                pb.DEPLOY_STATUS_REJECTED,
+                "unsupported_fetch_method",
+                f"this edge fetches releases over {supported}, not {method}",
+            )
             return
         assert self.manager.slots_dir is not None
         target = self.manager.slots_dir / "downloads" / f"{ref.sha256}.wsrelease"
         self._ack(command, pb.DEPLOY_STATUS_IN_PROGRESS, total=ref.size_bytes)
         try:
             if not target.exists():
-                download(ref.location, ref.sha256, ref.size_bytes, target, device_id=self.device_id)
+                fetch(self.manager, self.device_id, ref, target)
             outcome = self.manager.install(target)
         except ReleaseTransferError as exc:
             self.manager.alert("release_refused", "release download failed", str(exc), ref.sha256)

@@ -8,7 +8,6 @@ the finished file, and only then renames it into place.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -141,14 +140,16 @@ def download(
                 f"{target}: download of {sha256[:12]} failed at byte {offset} "
                 f"({exc.code().name}: {exc.details()})"
             ) from None
-    digest = hashlib.sha256()
-    with part.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    if part.stat().st_size != size or digest.hexdigest() != sha256:
+    return finish_part(part, dest, sha256, size, target)
+
+
+def finish_part(part: Path, dest: Path, sha256: str, size: int, source: str) -> Path:
+    """Rename a complete ``.part`` file to ``dest`` if it has the announced size and SHA-256;
+    otherwise delete it and raise ReleaseTransferError (every fetcher ends here)."""
+    if part.stat().st_size != size or sha256_file(part) != sha256:
         part.unlink()
         raise ReleaseTransferError(
-            f"{target}: downloaded {sha256[:12]} does not match its size {size} and sha256"
+            f"{source}: downloaded {sha256[:12]} does not match its size {size} and sha256"
         )
     part.replace(dest)
     return dest
