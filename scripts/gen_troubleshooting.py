@@ -61,9 +61,23 @@ CODE_FILES = (
 )
 GRPC_FILE = "edge/src/waferscope/edge/grpc_ingest.py"
 HTTP_FOLDERS = ("hub/src/waferscope/hub/web", "edge/src/waferscope/edge/panel")
+CONFIG_KERNEL = (
+    "protocols/src/waferscope/protocols/settings/loader.py",
+    "protocols/src/waferscope/protocols/settings/sections.py",
+)
 CONFIG_FILES = {
-    "edge": ("edge/src/waferscope/edge/config_loader.py", "edge/src/waferscope/edge/config.py"),
-    "hub": ("hub/src/waferscope/hub/config_loader.py", "hub/src/waferscope/hub/config.py"),
+    "edge": (
+        *CONFIG_KERNEL,
+        "edge/src/waferscope/edge/config/__init__.py",
+        "edge/src/waferscope/edge/config/ingest.py",
+        "edge/src/waferscope/edge/config/alerts.py",
+    ),
+    "hub": (
+        *CONFIG_KERNEL,
+        "hub/src/waferscope/hub/config/__init__.py",
+        "hub/src/waferscope/hub/config/storage.py",
+        "hub/src/waferscope/hub/config/alerts.py",
+    ),
 }
 LITESTAR_STATUS = {
     "ClientException": 400,
@@ -141,6 +155,19 @@ ERRORS: dict[str, Entry] = {
         "transfer in text mode (line-ending conversion changes binary files), a tester dialect "
         "the reader does not know (the reader's module docstring and `docs/formats/` list the "
         "readings it chose). `waferscope inspect FILE` reproduces the error off-line.",
+    ),
+    "protocols.ConfigError": Entry(
+        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
+        "problem at once; the reasons are listed under *Configuration errors*.",
+        shows="`waferscope edge validate-config FILE`, `waferscope hub validate-config FILE`: "
+        "one problem per line, exit status 1. `waferscope edge run`: `waferscope: error: "
+        "<problem>; <problem>`, exit status 1. `waferscope hub run`, `ingest`, `migrate`, "
+        "`user`, ...: one problem per line, exit status 2, before anything starts.",
+        means="The edge or hub configuration cannot be used: a syntax error, an unknown key "
+        "(usually a typo), a value out of range, a missing `device_id` (edge). Both parts read "
+        "their files with the same loader (`waferscope.protocols.settings`).",
+        todo="Fix the named line; `docs/edge-config.md` and `docs/hub-config.md` list every key "
+        "with its range.",
     ),
     "protocols.UnknownFormatError": Entry(
         shape="`<source>: byte 0: content matches no known wafer-map format (<formats>)`, "
@@ -470,15 +497,6 @@ ERRORS: dict[str, Entry] = {
         todo="Run the newer agent again, or move the database aside (unpublished results in it "
         "are then not sent).",
     ),
-    "edge.ConfigError": Entry(
-        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
-        "problem at once; the reasons are listed under *Configuration errors*.",
-        shows="`waferscope edge validate-config FILE`: one problem per line, exit status 1. "
-        "`waferscope edge run`: `waferscope: error: <problem>; <problem>`, exit status 1.",
-        means="The edge configuration cannot be used: a syntax error, an unknown key (usually "
-        "a typo), a value out of range, a missing `device_id`.",
-        todo="Fix the named line; `docs/edge-config.md` lists every key with its range.",
-    ),
     "edge.ReloadRefusedError": Entry(
         shape="`model reload is disabled: the panel listens on <host>, not only on this machine, "
         "and no panel.api_token or panel.api_token_file is configured`, `send the panel's API "
@@ -525,15 +543,6 @@ ERRORS: dict[str, Entry] = {
         "may hold.",
         todo="Upload the tester file itself (any format `waferscope formats` lists); split "
         "very large files.",
-    ),
-    "hub.ConfigError": Entry(
-        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
-        "problem at once; the reasons are listed under *Configuration errors*.",
-        shows="`waferscope hub validate-config FILE`: one problem per line, exit status 1. "
-        "`waferscope hub run`, `ingest`, `migrate`, `user`, ...: one problem per line, exit "
-        "status 2, before anything starts.",
-        means="The hub configuration cannot be used.",
-        todo="Fix the named line; `docs/hub-config.md` lists every key.",
     ),
     "hub.RegistryError": Entry(
         shape="The `BundleError` message, `<folder>: the manifest names no model_version`, "
@@ -1149,7 +1158,10 @@ SITUATIONS: tuple[Situation, ...] = (
         evidence=(
             ("hub/src/waferscope/hub/ingest/handler.py", "ingest commit failed (%s); retrying in"),
             ("hub/src/waferscope/hub/db/engine.py", ".writelock"),
-            ("hub/src/waferscope/hub/config.py", "How long a writer waits for a locked database."),
+            (
+                "hub/src/waferscope/hub/config/storage.py",
+                "How long a writer waits for a locked database.",
+            ),
             ("edge/src/waferscope/edge/worker.py", "the disk is full: %s"),
             ("edge/src/waferscope/edge/store.py", "timeout=30"),
         ),
@@ -1209,7 +1221,7 @@ SITUATIONS: tuple[Situation, ...] = (
             ("edge/src/waferscope/edge/hot_folder.py", 'name.startswith(".")'),
             ("edge/src/waferscope/edge/hot_folder.py", 'name.endswith(".reason.txt")'),
             ("edge/src/waferscope/edge/hot_folder.py", "is_file(follow_symlinks=False)"),
-            ("edge/src/waferscope/edge/config.py", '".filepart", ".swp"'),
+            ("edge/src/waferscope/edge/config/ingest.py", '".filepart", ".swp"'),
             ("edge/src/waferscope/edge/worker.py", "processing failed; the jobs stay unprocessed"),
             ("edge/src/waferscope/edge/hot_folder.py", '"watching %s (%s)"'),
         ),

@@ -26,8 +26,9 @@ from waferscope.edge.mqtt_link import LinkState, MqttLink
 from waferscope.edge.releases import ReleaseManager
 from waferscope.edge.store import Store
 from waferscope.edge.worker import Worker
-from waferscope.protocols import logs, tracing
+from waferscope.protocols import tracing
 from waferscope.protocols.inference import Model
+from waferscope.protocols.settings import observability
 
 log = logging.getLogger("waferscope.edge")
 
@@ -162,23 +163,14 @@ def build_agent(config: EdgeConfig) -> Wiring:
 
 def configure_logging(config: EdgeConfig) -> None:
     """Logs to stderr as text or JSON lines (docs/observability.md)."""
-    logs.configure_logging(
+    observability.start_logging(
         "edge", config.log_level, config.log_format, static={"device_id": config.device_id}
     )
 
 
 def configure_tracing(config: EdgeConfig) -> bool:
     """Install the tracer provider the ``[tracing]`` section asks for; True when on."""
-    t = config.tracing
-    settings = tracing.TracingSettings.of(t)
-    on = tracing.setup_tracing(settings, role="edge", instance=config.device_id)
-    if on:
-        log.info(
-            "tracing: OTLP to %s, sample ratio %g",
-            tracing.traces_url(t.otlp_endpoint),
-            t.sample_ratio,
-        )
-    return on
+    return observability.start_tracing(config.tracing, role="edge", instance=config.device_id)
 
 
 def run_agent(config_path: Path) -> int:
