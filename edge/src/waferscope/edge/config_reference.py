@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import get_args
-
+from waferscope.edge.alert_rules import REGISTRY
 from waferscope.edge.config import EdgeConfig
 from waferscope.protocols.settings.reference import TABLE_HEAD, field_rows, section_markdown
 
-RULE_KINDS = (
-    "PatternRule",
-    "PatternRepeatRule",
-    "FailDensityRule",
-    "LowConfidenceStreakRule",
-    "ParseFailureRule",
-)
-
 
 def reference_markdown() -> str:
-    from waferscope.edge import config as cfg
-
     out = [
         "# Edge agent configuration reference",
         "",
@@ -33,9 +22,8 @@ def reference_markdown() -> str:
         "Every rule has `id` (required, unique) and `severity` "
         "(`info`, `warning`, `error`, `critical`; default `warning`), plus:"
     )
-    for kind in RULE_KINDS:
-        model = getattr(cfg, kind)
-        tag = get_args(model.model_fields["kind"].annotation)[0]
+    for tag, kind in REGISTRY.items():
+        model = kind.settings_model
         out.append(f'\n### kind = "{tag}"\n')
         out.append(" ".join((model.__doc__ or "").split()) + "\n")
         rows = field_rows(model, skip=("kind", "id", "severity"))

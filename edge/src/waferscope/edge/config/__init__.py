@@ -19,10 +19,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from waferscope.edge.config.alerts import (
-    RULE_KINDS,
-    AlertRule,
-    AlertsConfig,
+from waferscope.edge.alert_rules import (
     FailDensityRule,
     LowConfidenceStreakRule,
     ParseFailureRule,
@@ -31,6 +28,7 @@ from waferscope.edge.config.alerts import (
     RuleBase,
     Severity,
 )
+from waferscope.edge.config.alerts import RULE_KINDS, AlertRule, AlertsConfig
 from waferscope.edge.config.ingest import (
     GrpcConfig,
     HotFolderConfig,

@@ -1,80 +1,32 @@
-"""Edge config of the alert rules: one model per rule kind, told apart by ``kind``."""
+"""Edge config of the alert rules: a list of rule settings, each kind's model from the registry."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
+from waferscope.edge.alert_rules import (
+    REGISTRY,
+    LowConfidenceStreakRule,
+    ParseFailureRule,
+    PatternRepeatRule,
+    RuleBase,
+)
 from waferscope.protocols.settings import Section
 
-# --------------------------------------------------------------------------- alerts
-Severity = Literal["info", "warning", "error", "critical"]
+__all__ = ["RULE_KINDS", "AlertRule", "AlertsConfig"]
 
+if TYPE_CHECKING:
+    AlertRule = RuleBase
+else:  # one settings model per registered kind, told apart by ``kind``
+    AlertRule = Annotated[
+        Union[tuple(kind.settings_model for kind in REGISTRY.values())],  # noqa: UP007
+        Field(discriminator="kind"),
+    ]
 
-class RuleBase(Section):
-    id: str = Field(description="Rule id, carried in every alert it raises.")
-    severity: Severity = Field(default="warning", description="Severity of the alerts.")
-
-
-class PatternRule(RuleBase):
-    """A critical pattern: any wafer classified as one of ``patterns``."""
-
-    kind: Literal["pattern"]
-    patterns: list[str] = Field(min_length=1, description="Pattern names that raise the alert.")
-    min_confidence: float = Field(
-        default=0.0, ge=0, le=1, description="Ignore less confident results."
-    )
-
-
-class PatternRepeatRule(RuleBase):
-    """N of the last M wafers of one tester share a pattern."""
-
-    kind: Literal["pattern_repeat"]
-    n: int = Field(default=3, ge=1, description="How many wafers must share the pattern...")
-    m: int = Field(
-        default=5, ge=1, description="...among this many most recent wafers of the tester."
-    )
-    patterns: list[str] = Field(
-        default_factory=list, description="Patterns to watch; empty: every pattern except 'none'."
-    )
-
-    @model_validator(mode="after")
-    def _n_within_m(self) -> PatternRepeatRule:
-        if self.n > self.m:
-            raise ValueError("n must not exceed m")
-        return self
-
-
-class FailDensityRule(RuleBase):
-    """The share of failing dies of a wafer is above a threshold."""
-
-    kind: Literal["fail_density"]
-    threshold: float = Field(default=0.3, gt=0, le=1, description="Fail dies / tested dies.")
-
-
-class LowConfidenceStreakRule(RuleBase):
-    """N wafers in a row of one tester flagged for review."""
-
-    kind: Literal["low_confidence_streak"]
-    n: int = Field(default=5, ge=1, description="Length of the streak.")
-
-
-class ParseFailureRule(RuleBase):
-    """A file was rejected (unreadable, truncated, invalid)."""
-
-    kind: Literal["parse_failure"]
-
-
-AlertRule = Annotated[
-    PatternRule | PatternRepeatRule | FailDensityRule | LowConfidenceStreakRule | ParseFailureRule,
-    Field(discriminator="kind"),
-]
-
-
-RULE_KINDS = frozenset(
-    {"pattern", "pattern_repeat", "fail_density", "low_confidence_streak", "parse_failure"}
-)
+RULE_KINDS = frozenset(REGISTRY)
+"""The names ``kind`` may take in ``[[alerts.rules]]``."""
 
 
 def _default_rules() -> list[AlertRule]:
@@ -90,9 +42,8 @@ def _default_rules() -> list[AlertRule]:
 class AlertsConfig(Section):
     rules: list[AlertRule] = Field(
         default_factory=_default_rules,
-        description="Alert rules (kinds: pattern, pattern_repeat, fail_density, "
-        "low_confidence_streak, parse_failure). An alert fires when its condition becomes true "
-        "and again only after the condition has cleared.",
+        description=f"Alert rules (kinds: {', '.join(REGISTRY)}). An alert fires when its "
+        "condition becomes true and again only after the condition has cleared.",
     )
 
     @field_validator("rules")
