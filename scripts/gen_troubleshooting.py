@@ -55,6 +55,7 @@ BUILTIN_BASES = frozenset(
 # where the edge's outcome codes and statuses are written
 CODE_FILES = (
     "edge/src/waferscope/edge/worker.py",
+    "edge/src/waferscope/edge/jobs.py",
     "edge/src/waferscope/edge/hot_folder.py",
     "edge/src/waferscope/edge/grpc_ingest.py",
     "protocols/src/waferscope/protocols/inference/pipeline.py",
@@ -199,8 +200,7 @@ ERRORS: dict[str, Entry] = {
     ),
     "protocols.TruncatedError": Entry(
         shape="As `FormatError`: `<source>: byte <offset>: <format> <reason>`.",
-        shows="As `FormatError`. The edge reports `truncated` only when the message contains "
-        'the word "truncated"; other messages, like those below, appear as `format_error`.',
+        shows="As `FormatError`; the edge's code is `truncated` (a `parse_failure` alert).",
         means="The input ends inside a record or structure: a copy taken while the tester was "
         "still writing, an interrupted transfer, a cut compressed stream. An STDF file cut "
         "after some parts were tested is not an error: its wafers are read and the one in "
@@ -1473,6 +1473,16 @@ def find_codes(sources: Iterable[Source], found: Found) -> None:
                         add(found.codes, _strings(value.elts[0]), src.path)
                     elif isinstance(target, ast.Attribute) and target.attr == "status":
                         add(found.statuses, _strings(value), src.path)
+        for node in ast.walk(src.tree):
+            # the JobStatus enum's values, and the codes format_error_code returns
+            if isinstance(node, ast.ClassDef) and node.name == "JobStatus":
+                for item in node.body:
+                    if isinstance(item, ast.Assign):
+                        add(found.statuses, _strings(item.value), src.path)
+            elif isinstance(node, ast.FunctionDef) and node.name == "format_error_code":
+                for item in ast.walk(node):
+                    if isinstance(item, ast.Return) and item.value is not None:
+                        add(found.codes, _strings(item.value), src.path)
         if src.path == GRPC_FILE:
             for node in ast.walk(src.tree):
                 if not isinstance(node, ast.Attribute):
