@@ -23,8 +23,8 @@ import math
 from typing import Final
 
 from waferscope.protocols.errors import TruncatedError
-from waferscope.protocols.formats.klarf_lexer import INT32_MAX, Tokens, is_word, unquote
-from waferscope.protocols.formats.klarf_wafer import DieList, RawWafer, canonical
+from waferscope.protocols.formats.klarf._lexer import INT32_MAX, Tokens, is_word, unquote
+from waferscope.protocols.formats.klarf._wafer import DieList, RawWafer, canonical
 
 _IGNORED: Final = frozenset({"INSPECTIONTEST", "AREAPERTEST", "TIFFFILENAME", "TIFFSPEC"})
 

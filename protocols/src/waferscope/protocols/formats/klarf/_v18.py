@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from waferscope.protocols.errors import TruncatedError
-from waferscope.protocols.formats.klarf_lexer import INT32_MAX, Tokens, is_word, unquote
-from waferscope.protocols.formats.klarf_wafer import RawWafer, canonical
+from waferscope.protocols.formats.klarf._lexer import INT32_MAX, Tokens, is_word, unquote
+from waferscope.protocols.formats.klarf._wafer import RawWafer, canonical
 
 MAX_DEPTH: Final = 32
 
