@@ -11,6 +11,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
@@ -26,13 +29,15 @@ def free_port() -> int:
 
 
 def wait_for(
-    check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> None:
-    """Poll ``check`` until it is true; AssertionError naming ``what`` after ``timeout`` s."""
+    check: Callable[[], T], timeout: float = 30.0, what: str = "", *, interval: float = 0.05
+) -> T:
+    """Poll ``check`` until it returns something true, and return that; AssertionError naming
+    ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        value = check()
+        if value:
+            return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
 
