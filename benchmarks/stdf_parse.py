@@ -128,7 +128,7 @@ def synthetic_lot(wafers: int, radius: int, seed: int) -> list[Any]:
 
 
 def parametric_tests(count: int) -> list[Any]:
-    from waferscope.protocols.formats.stdf_writer import ParametricTest
+    from waferscope.protocols.formats.stdf.writer import ParametricTest
 
     return [
         ParametricTest(1000 + 10 * k, f"IDD_{k:02d}", "mA", 10.0 + k, 40.0 + k)
@@ -153,7 +153,7 @@ def generate(path: Path, wafers: int, radius: int, tests: int, seed: int) -> dic
 
 
 def generate_child(path: Path, wafers: int, radius: int, tests: int, seed: int) -> None:
-    from waferscope.protocols.formats.stdf_writer import write_stdf
+    from waferscope.protocols.formats.stdf.writer import write_stdf
 
     params = {"wafers": wafers, "radius": radius, "tests": tests, "seed": seed, "version": 1}
     meta_path = path.with_suffix(".json")
@@ -174,7 +174,7 @@ def generate_child(path: Path, wafers: int, radius: int, tests: int, seed: int) 
 # --------------------------------------------------------------------------- contenders
 def run_waferscope(path: str) -> tuple[int, int]:
     from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
-    from waferscope.protocols.formats.stdf import StdfFormat
+    from waferscope.protocols.formats.stdf.reader import StdfFormat
 
     with Source.open(path) as source:
         maps = list(StdfFormat().read(source, ReadOptions(retest=RetestPolicy.ALL)))
@@ -226,7 +226,7 @@ CONTENDERS = {"waferscope": run_waferscope, "pystdf": run_pystdf, "Semi-ATE STDF
 
 # Modules each contender needs, imported before the clock starts.
 IMPORTS = {
-    "waferscope": ["waferscope.protocols.formats.base", "waferscope.protocols.formats.stdf"],
+    "waferscope": ["waferscope.protocols.formats.base", "waferscope.protocols.formats.stdf.reader"],
     "pystdf": ["pystdf.IO", "pystdf.V4"],
     "Semi-ATE STDF": ["Semi_ATE.STDF.utils"],
 }

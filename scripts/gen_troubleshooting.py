@@ -55,15 +55,30 @@ BUILTIN_BASES = frozenset(
 # where the edge's outcome codes and statuses are written
 CODE_FILES = (
     "edge/src/waferscope/edge/worker.py",
+    "edge/src/waferscope/edge/jobs.py",
     "edge/src/waferscope/edge/hot_folder.py",
     "edge/src/waferscope/edge/grpc_ingest.py",
     "protocols/src/waferscope/protocols/inference/pipeline.py",
 )
 GRPC_FILE = "edge/src/waferscope/edge/grpc_ingest.py"
 HTTP_FOLDERS = ("hub/src/waferscope/hub/web", "edge/src/waferscope/edge/panel")
+CONFIG_KERNEL = (
+    "protocols/src/waferscope/protocols/settings/loader.py",
+    "protocols/src/waferscope/protocols/settings/sections.py",
+)
 CONFIG_FILES = {
-    "edge": ("edge/src/waferscope/edge/config_loader.py", "edge/src/waferscope/edge/config.py"),
-    "hub": ("hub/src/waferscope/hub/config_loader.py", "hub/src/waferscope/hub/config.py"),
+    "edge": (
+        *CONFIG_KERNEL,
+        "edge/src/waferscope/edge/config/__init__.py",
+        "edge/src/waferscope/edge/config/ingest.py",
+        "edge/src/waferscope/edge/config/alerts.py",
+    ),
+    "hub": (
+        *CONFIG_KERNEL,
+        "hub/src/waferscope/hub/config/__init__.py",
+        "hub/src/waferscope/hub/config/storage.py",
+        "hub/src/waferscope/hub/config/alerts.py",
+    ),
 }
 LITESTAR_STATUS = {
     "ClientException": 400,
@@ -142,6 +157,19 @@ ERRORS: dict[str, Entry] = {
         "the reader does not know (the reader's module docstring and `docs/formats/` list the "
         "readings it chose). `waferscope inspect FILE` reproduces the error off-line.",
     ),
+    "protocols.ConfigError": Entry(
+        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
+        "problem at once; the reasons are listed under *Configuration errors*.",
+        shows="`waferscope edge validate-config FILE`, `waferscope hub validate-config FILE`: "
+        "one problem per line, exit status 1. `waferscope edge run`: `waferscope: error: "
+        "<problem>; <problem>`, exit status 1. `waferscope hub run`, `ingest`, `migrate`, "
+        "`user`, ...: one problem per line, exit status 2, before anything starts.",
+        means="The edge or hub configuration cannot be used: a syntax error, an unknown key "
+        "(usually a typo), a value out of range, a missing `device_id` (edge). Both parts read "
+        "their files with the same loader (`waferscope.protocols.settings`).",
+        todo="Fix the named line; `docs/edge-config.md` and `docs/hub-config.md` list every key "
+        "with its range.",
+    ),
     "protocols.UnknownFormatError": Entry(
         shape="`<source>: byte 0: content matches no known wafer-map format (<formats>)`, "
         "`<source>: byte 0: the input is empty`; for a format named by an option: "
@@ -172,8 +200,7 @@ ERRORS: dict[str, Entry] = {
     ),
     "protocols.TruncatedError": Entry(
         shape="As `FormatError`: `<source>: byte <offset>: <format> <reason>`.",
-        shows="As `FormatError`. The edge reports `truncated` only when the message contains "
-        'the word "truncated"; other messages, like those below, appear as `format_error`.',
+        shows="As `FormatError`; the edge's code is `truncated` (a `parse_failure` alert).",
         means="The input ends inside a record or structure: a copy taken while the tester was "
         "still writing, an interrupted transfer, a cut compressed stream. An STDF file cut "
         "after some parts were tested is not an error: its wafers are read and the one in "
@@ -476,15 +503,6 @@ ERRORS: dict[str, Entry] = {
         todo="Run the newer agent again, or move the database aside (unpublished results in it "
         "are then not sent).",
     ),
-    "edge.ConfigError": Entry(
-        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
-        "problem at once; the reasons are listed under *Configuration errors*.",
-        shows="`waferscope edge validate-config FILE`: one problem per line, exit status 1. "
-        "`waferscope edge run`: `waferscope: error: <problem>; <problem>`, exit status 1.",
-        means="The edge configuration cannot be used: a syntax error, an unknown key (usually "
-        "a typo), a value out of range, a missing `device_id`.",
-        todo="Fix the named line; `docs/edge-config.md` lists every key with its range.",
-    ),
     "edge.ReloadRefusedError": Entry(
         shape="`model reload is disabled: the panel listens on <host>, not only on this machine, "
         "and no panel.api_token or panel.api_token_file is configured`, `send the panel's API "
@@ -531,15 +549,6 @@ ERRORS: dict[str, Entry] = {
         "may hold.",
         todo="Upload the tester file itself (any format `waferscope formats` lists); split "
         "very large files.",
-    ),
-    "hub.ConfigError": Entry(
-        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
-        "problem at once; the reasons are listed under *Configuration errors*.",
-        shows="`waferscope hub validate-config FILE`: one problem per line, exit status 1. "
-        "`waferscope hub run`, `ingest`, `migrate`, `user`, ...: one problem per line, exit "
-        "status 2, before anything starts.",
-        means="The hub configuration cannot be used.",
-        todo="Fix the named line; `docs/hub-config.md` lists every key.",
     ),
     "hub.RegistryError": Entry(
         shape="The `BundleError` message, `<folder>: the manifest names no model_version`, "
@@ -1155,7 +1164,10 @@ SITUATIONS: tuple[Situation, ...] = (
         evidence=(
             ("hub/src/waferscope/hub/ingest/handler.py", "ingest commit failed (%s); retrying in"),
             ("hub/src/waferscope/hub/db/engine.py", ".writelock"),
-            ("hub/src/waferscope/hub/config.py", "How long a writer waits for a locked database."),
+            (
+                "hub/src/waferscope/hub/config/storage.py",
+                "How long a writer waits for a locked database.",
+            ),
             ("edge/src/waferscope/edge/worker.py", "the disk is full: %s"),
             ("edge/src/waferscope/edge/store.py", "timeout=30"),
         ),
@@ -1215,7 +1227,7 @@ SITUATIONS: tuple[Situation, ...] = (
             ("edge/src/waferscope/edge/hot_folder.py", 'name.startswith(".")'),
             ("edge/src/waferscope/edge/hot_folder.py", 'name.endswith(".reason.txt")'),
             ("edge/src/waferscope/edge/hot_folder.py", "is_file(follow_symlinks=False)"),
-            ("edge/src/waferscope/edge/config.py", '".filepart", ".swp"'),
+            ("edge/src/waferscope/edge/config/ingest.py", '".filepart", ".swp"'),
             ("edge/src/waferscope/edge/worker.py", "processing failed; the jobs stay unprocessed"),
             ("edge/src/waferscope/edge/hot_folder.py", '"watching %s (%s)"'),
         ),
@@ -1467,6 +1479,16 @@ def find_codes(sources: Iterable[Source], found: Found) -> None:
                         add(found.codes, _strings(value.elts[0]), src.path)
                     elif isinstance(target, ast.Attribute) and target.attr == "status":
                         add(found.statuses, _strings(value), src.path)
+        for node in ast.walk(src.tree):
+            # the JobStatus enum's values, and the codes format_error_code returns
+            if isinstance(node, ast.ClassDef) and node.name == "JobStatus":
+                for item in node.body:
+                    if isinstance(item, ast.Assign):
+                        add(found.statuses, _strings(item.value), src.path)
+            elif isinstance(node, ast.FunctionDef) and node.name == "format_error_code":
+                for item in ast.walk(node):
+                    if isinstance(item, ast.Return) and item.value is not None:
+                        add(found.codes, _strings(item.value), src.path)
         if src.path == GRPC_FILE:
             for node in ast.walk(src.tree):
                 if not isinstance(node, ast.Attribute):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import urllib.request
-from collections.abc import Callable
 from typing import Any
+
+from local_services import wait_for
 
 from waferscope.appliance import Appliance
 from waferscope.appliance.launcher import shipped_bundle
 from waferscope.protocols.bundle import read_manifest
+
+__all__ = ["DEFECT_PATTERNS", "Api", "hub_rows", "wait_for"]
 
 
 def _defect_patterns() -> list[str]:
@@ -22,16 +24,6 @@ def _defect_patterns() -> list[str]:
 
 
 DEFECT_PATTERNS = _defect_patterns()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def hub_rows(app: Appliance, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 import io
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from local_services import MOSQUITTO, Broker, free_port, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -26,67 +21,7 @@ from paho.mqtt.properties import Properties
 from waferscope.protocols.formats import get_writer
 from waferscope.protocols.wafermap import WaferMap
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(
-    check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-
-
-class Broker:
-    """A private Mosquitto on a free port, with persistence so sessions survive a restart."""
-
-    def __init__(self, folder: Path, listener_conf: str = "allow_anonymous true\n") -> None:
-        assert MOSQUITTO is not None
-        self.folder = folder
-        self.port = free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
-            # stay the current user (as root, mosquitto would switch to "mosquitto" and lose
-            # access to the test's private folders)
-            f"user {getpass.getuser()}\n"
-            f"per_listener_settings false\nlistener {self.port} 127.0.0.1\n{listener_conf}"
-            f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n"
-            f"max_queued_messages 100000\nlog_dest file {folder}/mosquitto.log\n",
-            encoding="utf-8",
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-        def listening() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(listening, 10, what="mosquitto to listen")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # saves the persistence file
-            self.proc.wait(10)
-        self.proc = None
+__all__ = ["MOSQUITTO", "Broker", "free_port", "wait_for"]
 
 
 @dataclass

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from local_services import free_port, wait_port
 
 from waferscope.trainer.federated.credentials import NodeKeys, TlsFiles, make_node_keys, make_tls
 from waferscope.trainer.federated.deployment import (
@@ -24,22 +24,6 @@ from waferscope.trainer.federated.deployment import (
 )
 
 CONNECTION = "waferscope-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 @dataclass
@@ -83,7 +67,7 @@ class Federation:
     def start_link(self) -> None:
         cmd = superlink_command("127.0.0.1", self.port, self.tls, node_auth=True)
         self.link = self._spawn(cmd, self.link_log)
-        wait_for_port(self.port, 60)
+        wait_port(self.port, 60, self.link, self.link_log)
 
     def flwr(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -6,11 +6,10 @@ benchmarks/federated_rounds.py, not asserted here: see benchmarks/README.md.)"""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from local_services import wait_for
 
 from waferscope.protocols import bundle as contract
 from waferscope.trainer.export import load_checkpoint
@@ -21,15 +20,6 @@ from .flower_processes import Federation
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 ROUNDS, LOCAL_STEPS = 2, 20
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def node_id(log: str) -> int:

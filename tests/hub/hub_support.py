@@ -3,94 +3,20 @@ a small HTTP receiver, and helpers to wait for things."""
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from local_services import MOSQUITTO, Broker, free_port, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-MOSQUITTO = shutil.which("mosquitto") or (
-    "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(
-    check: Callable[[], bool], timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
-
-
-class Broker:
-    """A private Mosquitto on a free port with persistence, so sessions survive a restart."""
-
-    def __init__(self, folder: Path, extra_conf: str = "allow_anonymous true\n") -> None:
-        assert MOSQUITTO is not None
-        self.folder = folder
-        self.port = free_port()
-        folder.mkdir(parents=True, exist_ok=True)
-        self.conf = folder / "mosquitto.conf"
-        # Started as root, Mosquitto drops to the 'mosquitto' user unless told otherwise, and
-        # then cannot write its persistence file into our folder: sessions would not survive.
-        run_as = f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(
-            f"per_listener_settings false\n{run_as}listener {self.port} 127.0.0.1\n{extra_conf}"
-            f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n"
-            "max_queued_messages 200000\nmax_inflight_messages 2000\n"
-            f"log_dest file {folder}/mosquitto.log\n",
-            encoding="utf-8",
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(MOSQUITTO), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def listening() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-
-        wait_for(listening, 10, what="mosquitto to listen")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # saves the persistence file
-            self.proc.wait(15)
-        self.proc = None
-
-    def log(self) -> str:
-        path = self.folder / "mosquitto.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+__all__ = ["MOSQUITTO", "Broker", "free_port", "wait_for"]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
-from waferscope.protocols.formats.csv_dies import CsvFormat
+from waferscope.protocols.formats.csv.reader import CsvFormat
 from waferscope.protocols.wafermap import (
     MarkKind,
     Orientation,

@@ -18,7 +18,11 @@ from hypothesis import strategies as st
 from waferscope.protocols.datasets import LabelledArrays, load_labelled_arrays
 from waferscope.protocols.errors import FormatError, TruncatedError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.datasets import MixedWm38Format, Wm811kFormat, maps_npy_shape
+from waferscope.protocols.formats.datasets.reader import (
+    MixedWm38Format,
+    Wm811kFormat,
+    maps_npy_shape,
+)
 
 WM811K_CLASSES = (
     "Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch", "none"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from waferscope.protocols.errors import FormatError, TruncatedError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.e142 import E142_NAMESPACE, E142Format
+from waferscope.protocols.formats.e142.reader import E142_NAMESPACE, E142Format
 from waferscope.protocols.wafermap import (
     MarkKind,
     Orientation,
@@ -403,7 +403,7 @@ def test_size_element_and_die_limits() -> None:
 
 
 def test_raster_cell_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    from waferscope.protocols.formats import e142_bins
+    from waferscope.protocols.formats.e142 import _bins as e142_bins
 
     monkeypatch.setattr(e142_bins, "MAX_CELLS", 10)
     assert "more than 10 cells" in error_of(document(["FF" * 11])).reason

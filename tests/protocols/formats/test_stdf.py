@@ -22,7 +22,7 @@ import pytest
 
 from waferscope.protocols.errors import FormatError, TruncatedError
 from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
-from waferscope.protocols.formats.stdf import StdfFormat
+from waferscope.protocols.formats.stdf.reader import StdfFormat
 from waferscope.protocols.wafermap import Side, WaferMap
 
 FMT = StdfFormat()
@@ -425,7 +425,7 @@ def test_max_dies_is_honoured(lot2: bytes) -> None:
 def test_empty_lot_yields_no_wafer() -> None:
     import io
 
-    from waferscope.protocols.formats.stdf_writer import write_stdf
+    from waferscope.protocols.formats.stdf.writer import write_stdf
 
     buf = io.BytesIO()
     write_stdf([], buf)

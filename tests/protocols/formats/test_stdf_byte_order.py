@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
-from waferscope.protocols.formats.stdf import StdfFormat
+from waferscope.protocols.formats.stdf.reader import StdfFormat
 
 # Field layouts (STDF V4): an int is a byte width to reverse, "cn" a counted string / bit field,
 # "k" an array of U*1 whose count is the previous field, "v" the GDR's typed V*n fields.

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
-from waferscope.protocols.formats.stdf import StdfFormat
+from waferscope.protocols.formats.stdf.reader import StdfFormat
 from waferscope.protocols.wafermap import WaferMap
 
 FMT = StdfFormat()

@@ -12,7 +12,7 @@ import pytest
 
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
-from waferscope.protocols.formats.stdf import StdfFormat
+from waferscope.protocols.formats.stdf.reader import StdfFormat
 from waferscope.protocols.wafermap import Side, WaferMap
 
 

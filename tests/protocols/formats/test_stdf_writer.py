@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from waferscope.protocols.errors import WaferMapError
 from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source
-from waferscope.protocols.formats.stdf import StdfFormat
-from waferscope.protocols.formats.stdf_writer import (
+from waferscope.protocols.formats.stdf.reader import StdfFormat
+from waferscope.protocols.formats.stdf.writer import (
     ParametricTest,
     iter_stdf_records,
     write_stdf,

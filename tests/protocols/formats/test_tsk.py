@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from waferscope.protocols.errors import FormatError, TruncatedError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.klarf import KlarfFormat
-from waferscope.protocols.formats.tsk import TskFormat
+from waferscope.protocols.formats.klarf.reader import KlarfFormat
+from waferscope.protocols.formats.tsk.reader import TskFormat
 from waferscope.protocols.wafermap import (
     UNKNOWN,
     DieTable,

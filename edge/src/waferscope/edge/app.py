@@ -7,7 +7,6 @@ Nothing here decides behaviour; each part's module does. ``run_agent`` is what
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,36 +21,18 @@ from waferscope.edge.engine import BundleWatcher, ModelSlot, load_model
 from waferscope.edge.grpc_ingest import IngestServer, TesterIngestService
 from waferscope.edge.hot_folder import HotFolder
 from waferscope.edge.metrics import AgentMetrics
-from waferscope.edge.mqtt_link import LinkState, MqttLink
+from waferscope.edge.mqtt_link import MqttLink
 from waferscope.edge.releases import ReleaseManager
 from waferscope.edge.store import Store
+from waferscope.edge.wiring import Wiring
 from waferscope.edge.worker import Worker
-from waferscope.protocols import logs, tracing
+from waferscope.protocols import tracing
 from waferscope.protocols.inference import Model
+from waferscope.protocols.settings import observability
 
 log = logging.getLogger("waferscope.edge")
 
-
-@dataclass
-class Wiring:
-    """The parts of one agent, for the panel, tests and benchmarks to reach."""
-
-    config: EdgeConfig
-    agent: Agent
-    store: Store
-    slot: ModelSlot
-    releases: ReleaseManager
-    worker: Worker
-    metrics: AgentMetrics
-    device: DeviceInfo
-    link: MqttLink | None
-    hot_folder: HotFolder | None
-    ingest: IngestServer | None
-    panel: Part | None
-
-    @property
-    def link_state(self) -> LinkState:
-        return self.link.state if self.link is not None else LinkState()
+__all__ = ["Wiring", "build_agent", "configure_logging", "configure_tracing", "run_agent"]
 
 
 def build_agent(config: EdgeConfig) -> Wiring:
@@ -162,23 +143,14 @@ def build_agent(config: EdgeConfig) -> Wiring:
 
 def configure_logging(config: EdgeConfig) -> None:
     """Logs to stderr as text or JSON lines (docs/observability.md)."""
-    logs.configure_logging(
+    observability.start_logging(
         "edge", config.log_level, config.log_format, static={"device_id": config.device_id}
     )
 
 
 def configure_tracing(config: EdgeConfig) -> bool:
     """Install the tracer provider the ``[tracing]`` section asks for; True when on."""
-    t = config.tracing
-    settings = tracing.TracingSettings.of(t)
-    on = tracing.setup_tracing(settings, role="edge", instance=config.device_id)
-    if on:
-        log.info(
-            "tracing: OTLP to %s, sample ratio %g",
-            tracing.traces_url(t.otlp_endpoint),
-            t.sample_ratio,
-        )
-    return on
+    return observability.start_tracing(config.tracing, role="edge", instance=config.device_id)
 
 
 def run_agent(config_path: Path) -> int:

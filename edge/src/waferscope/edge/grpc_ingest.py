@@ -22,8 +22,9 @@ from typing import Any
 import grpc
 
 from waferscope.edge.config import GrpcConfig
+from waferscope.edge.jobs import IngestJob, JobOutcome, JobStatus
 from waferscope.edge.store import Store
-from waferscope.edge.worker import IngestJob, JobOutcome, Worker
+from waferscope.edge.worker import Worker
 from waferscope.protocols.pb import ingest_pb2, ingest_pb2_grpc, result_pb2
 
 log = logging.getLogger(__name__)
@@ -223,16 +224,16 @@ class TesterIngestService(ingest_pb2_grpc.TesterIngestServicer):
         response = ingest_pb2.SubmitResponse(
             correlation_id=job.correlation_id, file_name=job.name, sha256=job.digest
         )
-        if outcome.status in ("paused", "shutdown"):
+        if outcome.status in (JobStatus.PAUSED, JobStatus.SHUTDOWN):
             # paused: the store is full ("queue_full") or the batch failed ("internal"); both are
             # worth a retry later, but the tester is told which one it was
             code = (
                 (outcome.error_code or "queue_full")
-                if outcome.status == "paused"
+                if outcome.status is JobStatus.PAUSED
                 else "shutting_down"
             )
             return _rejected(job.name, job.correlation_id, job.digest, code, outcome.error_message)
-        if outcome.status == "duplicate":
+        if outcome.status is JobStatus.DUPLICATE:
             results = self.store.results_of_file(job.digest)
             record = outcome.record
             if record is not None and record.state == "rejected":
@@ -243,7 +244,7 @@ class TesterIngestService(ingest_pb2_grpc.TesterIngestServicer):
             for r in results:
                 response.wafers.append(self._outcome(r, include))
             return response
-        if outcome.status == "rejected":
+        if outcome.status is JobStatus.REJECTED:
             response.status = ingest_pb2.SUBMIT_STATUS_REJECTED
             response.error.CopyFrom(
                 _error(outcome.error_code, outcome.error_message, outcome.location)
@@ -251,7 +252,7 @@ class TesterIngestService(ingest_pb2_grpc.TesterIngestServicer):
             return response
         response.status = (
             ingest_pb2.SUBMIT_STATUS_PARTIAL
-            if outcome.status == "partial"
+            if outcome.status is JobStatus.PARTIAL
             else ingest_pb2.SUBMIT_STATUS_ACCEPTED
         )
         for w in outcome.wafers:

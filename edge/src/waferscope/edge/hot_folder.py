@@ -32,8 +32,9 @@ from pathlib import Path
 
 from waferscope.edge.config import HotFolderConfig
 from waferscope.edge.folder_events import FolderEvents
+from waferscope.edge.jobs import IngestJob, JobOutcome, JobStatus
 from waferscope.edge.store import FileRecord, Store
-from waferscope.edge.worker import IngestJob, JobOutcome, Worker
+from waferscope.edge.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -183,29 +184,29 @@ class HotFolder:
 
     def _settle(self, job: IngestJob, outcome: JobOutcome) -> None:
         assert job.path is not None
-        if outcome.status in ("paused", "shutdown"):
+        if outcome.status in (JobStatus.PAUSED, JobStatus.SHUTDOWN):
             return  # stays in the folder; taken again later
-        if outcome.status == "duplicate":
+        if outcome.status is JobStatus.DUPLICATE:
             record = outcome.record
             if record is not None and record.state != "moved" and record.name == job.name:
                 outcome = JobOutcome(  # committed before a crash: finish the move only
-                    "rejected" if record.state == "rejected" else "accepted",
+                    JobStatus.REJECTED if record.state == "rejected" else JobStatus.ACCEPTED,
                     record.error_code,
                     record.error_message,
                 )
             else:
                 outcome = JobOutcome(
-                    "rejected",
+                    JobStatus.REJECTED,
                     "duplicate",
                     f"{job.name}: the same bytes were already processed as "
                     f"{record.name if record else 'an earlier file'} ({job.digest[:12]})",
                 )
                 self._move(job.path, self.rejected, job.digest, outcome.error_message)
                 return
-        if outcome.status == "rejected":
+        if outcome.status is JobStatus.REJECTED:
             self._move(job.path, self.rejected, job.digest, self._reason(job, outcome))
         else:
-            reason = self._reason(job, outcome) if outcome.status == "partial" else None
+            reason = self._reason(job, outcome) if outcome.status is JobStatus.PARTIAL else None
             self._move(job.path, self.done, job.digest, reason)
         self.store.set_file_state(job.digest, "moved")
 

@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 
+from waferscope.edge.jobs import JobStatus
 from waferscope.protocols import tracing
 from waferscope.protocols.logs import correlation
 from waferscope.protocols.pb import result_pb2
 from waferscope.protocols.wafermap import WaferMap
 
 if TYPE_CHECKING:
+    from waferscope.edge.jobs import IngestJob, JobOutcome
     from waferscope.edge.store import OutboxRow
-    from waferscope.edge.worker import IngestJob, JobOutcome
 
 TRACER = "waferscope.edge"
 log = logging.getLogger("waferscope.edge.wafer")
@@ -101,9 +102,9 @@ def parsed(job: IngestJob) -> None:
     o = job.outcome
     if o is None:
         return
-    if o.status == "duplicate":
+    if o.status is JobStatus.DUPLICATE:
         log.info("already processed (same bytes): not classified again")
-    elif o.status == "rejected":
+    elif o.status is JobStatus.REJECTED:
         log.warning("file rejected: %s: %s", o.error_code, o.error_message)
     else:
         refused = len(o.wafers) - len(job.prepared)
@@ -123,12 +124,12 @@ def end_job(job: IngestJob, outcome: JobOutcome) -> None:
     span = job.span
     if span is None or not span.is_recording():
         return
-    span.set_attribute("waferscope.file.status", outcome.status)
+    span.set_attribute("waferscope.file.status", outcome.status.value)
     span.set_attribute("waferscope.file.wafers", len(outcome.wafers))
     if outcome.error_code:
         span.set_attribute("waferscope.error.code", outcome.error_code)
-    if outcome.status in ("rejected", "paused", "shutdown"):
-        span.set_status(Status(StatusCode.ERROR, outcome.error_message or outcome.status))
+    if outcome.status in (JobStatus.REJECTED, JobStatus.PAUSED, JobStatus.SHUTDOWN):
+        span.set_status(Status(StatusCode.ERROR, outcome.error_message or outcome.status.value))
     span.end()
 
 

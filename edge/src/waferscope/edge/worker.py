@@ -17,20 +17,17 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-
-from opentelemetry.trace import Span
 
 from waferscope.edge import observe
 from waferscope.edge.alerts import AlertEngine
 from waferscope.edge.config import EdgeConfig
 from waferscope.edge.engine import ModelSlot, pipeline_settings
+from waferscope.edge.jobs import IngestJob, JobOutcome, JobStatus, WaferOutcome, format_error_code
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.store import FileRecord, Store, estimated_bytes
 from waferscope.protocols.errors import FormatError, WaferscopeError
-from waferscope.protocols.formats import ReadOptions, RetestPolicy, Source
+from waferscope.protocols.formats import ReadOptions, RetestPolicy
 from waferscope.protocols.inference import (
     Classification,
     Model,
@@ -48,55 +45,6 @@ from waferscope.protocols.pb import alert_pb2, result_pb2
 log = logging.getLogger(__name__)
 Classifier = Callable[[list[PreparedWafer], Model, PipelineSettings], list[Classification]]
 """Classifies one micro-batch with a model (``classify_batch``, or the release manager's)."""
-
-
-@dataclass(slots=True)
-class WaferOutcome:
-    index: int
-    result: result_pb2.WaferResult | None = None
-    error_code: str = ""
-    error_message: str = ""
-    result_id: str = ""  # assigned when the wafer is parsed: its logs carry it from then on
-    trace: observe.WaferTrace | None = None
-
-
-@dataclass(slots=True)
-class JobOutcome:
-    """What became of a job: ``accepted``, ``partial``, ``rejected``, ``duplicate``, ``paused``
-    (store full: nothing written, try again later) or ``shutdown`` (not started)."""
-
-    status: str
-    error_code: str = ""
-    error_message: str = ""
-    location: str = ""
-    wafers: list[WaferOutcome] = field(default_factory=list)
-    record: FileRecord | None = None
-
-
-@dataclass(slots=True)
-class IngestJob:
-    name: str  # the file's base name
-    digest: str  # SHA-256 of its bytes
-    origin: str  # "folder" | "grpc"
-    path: Path | None = None
-    content: bytes | None = None
-    correlation_id: str = ""
-    tester_id: str | None = None
-    format_hint: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-    received: datetime = field(default_factory=lambda: datetime.now(UTC))
-    received_mono: float = field(default_factory=time.perf_counter)
-    on_done: Callable[[IngestJob, JobOutcome], None] | None = None
-    # filled while processing: each prepared wafer with the outcome it will fill in
-    prepared: list[tuple[PreparedWafer, WaferOutcome]] = field(default_factory=list)
-    outcome: JobOutcome | None = None
-    span: Span | None = None  # edge.ingest (observe.py)
-
-    def source(self) -> str | Source:
-        if self.content is not None:
-            return Source.from_bytes(self.content, self.name)
-        assert self.path is not None
-        return str(self.path)
 
 
 class Worker:
@@ -141,7 +89,9 @@ class Worker:
                 job = self.queue.get_nowait()
             except queue.Empty:
                 break
-            self._finish(job, JobOutcome("shutdown", "shutting_down", "the agent is stopping"))
+            self._finish(
+                job, JobOutcome(JobStatus.SHUTDOWN, "shutting_down", "the agent is stopping")
+            )
 
     def submit(self, job: IngestJob, timeout: float | None = None) -> None:
         """Queue a job (blocks while the queue is full; queue.Full after ``timeout``)."""
@@ -185,12 +135,15 @@ class Worker:
                     )
                     for job in jobs:
                         self._finish(
-                            job, JobOutcome("paused", "internal", f"edge database error: {exc}")
+                            job,
+                            JobOutcome(JobStatus.PAUSED, "internal", f"edge database error: {exc}"),
                         )
             except Exception as exc:  # a bug must not kill the agent: the jobs are retried
                 log.exception("processing failed; the jobs stay unprocessed")
                 for job in jobs:
-                    self._finish(job, JobOutcome("paused", "internal", f"internal error: {exc}"))
+                    self._finish(
+                        job, JobOutcome(JobStatus.PAUSED, "internal", f"internal error: {exc}")
+                    )
             finally:
                 self.busy = False
                 self.metrics.queue_depth.set(self.queue.qsize())
@@ -216,7 +169,7 @@ class Worker:
                     break
             jobs.append(job)
             if job.digest in seen:  # the same bytes twice in one batch: the first one counts
-                job.outcome = JobOutcome("duplicate")
+                job.outcome = JobOutcome(JobStatus.DUPLICATE)
                 continue
             seen.add(job.digest)
             self._parse(job)
@@ -231,10 +184,10 @@ class Worker:
     def _parse_file(self, job: IngestJob) -> None:
         known = self.store.file_record(job.digest)
         if known is not None:
-            job.outcome = JobOutcome("duplicate", record=known)
+            job.outcome = JobOutcome(JobStatus.DUPLICATE, record=known)
             return
         encoding = self.slot.current.bundle.encoding
-        outcome = JobOutcome("accepted")
+        outcome = JobOutcome(JobStatus.ACCEPTED)
         try:
             for wafer, parse_ms in read_wafers(job.source(), self._options, job.format_hint):
                 index = wafer.provenance.wafer_index
@@ -253,27 +206,29 @@ class Worker:
                 job.prepared.append((item, pending))
         except FormatError as exc:
             observe.drop_prepared(job, "format_error")
-            code = "truncated" if "truncat" in str(exc).lower() else "format_error"
-            if type(exc).__name__ == "UnknownFormatError":
-                code = "unknown_format"
-            outcome = JobOutcome("rejected", code, str(exc), str(exc.location))
+            code = format_error_code(exc)
+            outcome = JobOutcome(JobStatus.REJECTED, code, str(exc), str(exc.location))
         except (WaferscopeError, OSError) as exc:
             observe.drop_prepared(job, "format_error")
-            outcome = JobOutcome("rejected", "format_error", f"{job.name}: {exc}")
-        if outcome.status == "accepted" and not job.prepared:
+            outcome = JobOutcome(JobStatus.REJECTED, "format_error", f"{job.name}: {exc}")
+        if outcome.status is JobStatus.ACCEPTED and not job.prepared:
             reasons = (
                 "; ".join(w.error_message for w in outcome.wafers) or "the file holds no wafers"
             )
-            outcome = JobOutcome("rejected", "invalid_wafer", reasons, wafers=outcome.wafers)
+            outcome = JobOutcome(
+                JobStatus.REJECTED, "invalid_wafer", reasons, wafers=outcome.wafers
+            )
         elif any(w.error_code for w in outcome.wafers):
-            outcome.status = "partial"
+            outcome.status = JobStatus.PARTIAL
         job.outcome = outcome
 
     # ------------------------------------------------------------------ one batch
     def _process(self, jobs: list[IngestJob]) -> None:
         model = self.slot.current
         cfg = self.config
-        fresh = [j for j in jobs if j.outcome is not None and j.outcome.status != "duplicate"]
+        fresh = [
+            j for j in jobs if j.outcome is not None and j.outcome.status is not JobStatus.DUPLICATE
+        ]
         prepared = [(job, item, pending) for job in fresh for item, pending in job.prepared]
         for start in range(0, len(prepared), cfg.model.max_batch):
             chunk = prepared[start : start + cfg.model.max_batch]
@@ -315,7 +270,7 @@ class Worker:
         for job in fresh:
             assert job.outcome is not None
             records.append(self._record(job))
-            if job.outcome.status == "rejected":
+            if job.outcome.status is JobStatus.REJECTED:
                 alerts += self.alerts.on_rejected_file(
                     job.name,
                     job.outcome.error_code,
@@ -342,7 +297,7 @@ class Worker:
             self.on_committed()
         for job in jobs:
             assert job.outcome is not None
-            if job.outcome.status == "duplicate" and job.outcome.record is None:
+            if job.outcome.status is JobStatus.DUPLICATE and job.outcome.record is None:
                 job.outcome.record = self.store.file_record(job.digest)
             self._finish(job, job.outcome)
 
@@ -354,7 +309,7 @@ class Worker:
             digest=job.digest,
             name=job.name,
             origin=job.origin,
-            state="rejected" if o.status == "rejected" else "accepted",
+            state="rejected" if o.status is JobStatus.REJECTED else "accepted",
             wafer_count=accepted,
             rejected_count=sum(1 for w in o.wafers if w.error_code),
             error_code=o.error_code,
@@ -380,7 +335,7 @@ class Worker:
             self.on_committed()
             log.error("store full (%d bytes used): ingest paused", self.store.used_bytes())
         for job in jobs:
-            self._finish(job, JobOutcome("paused", "queue_full", "the edge store is full"))
+            self._finish(job, JobOutcome(JobStatus.PAUSED, "queue_full", "the edge store is full"))
 
     def _finish(self, job: IngestJob, outcome: JobOutcome) -> None:
         observe.drop_prepared(job, outcome.status)  # (committed wafers' spans have ended)

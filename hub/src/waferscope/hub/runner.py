@@ -14,7 +14,8 @@ from types import FrameType
 
 from waferscope.hub.config import HubConfig
 from waferscope.hub.config_loader import load_config
-from waferscope.protocols import logs, tracing
+from waferscope.protocols import tracing
+from waferscope.protocols.settings import observability
 
 log = logging.getLogger("waferscope.hub")
 
@@ -22,7 +23,7 @@ log = logging.getLogger("waferscope.hub")
 def setup_logging(config: HubConfig, worker: int | None = None) -> None:
     """Logs to stderr as text or JSON lines (docs/observability.md); ``worker`` is the ingest
     worker number of a process that runs one (None: a CLI command)."""
-    logs.configure_logging(
+    observability.start_logging(
         "hub",
         config.log_level,
         config.log_format,
@@ -33,12 +34,8 @@ def setup_logging(config: HubConfig, worker: int | None = None) -> None:
 
 def setup_tracing(config: HubConfig, worker: int) -> bool:
     """Install the tracer provider the ``[tracing]`` section asks for; True when on."""
-    t = config.tracing
-    settings = tracing.TracingSettings.of(t)
-    on = tracing.setup_tracing(settings, role="hub", instance=f"{config.mqtt.client_id}-w{worker}")
-    if on:
-        log.info("tracing: OTLP to %s", tracing.traces_url(t.otlp_endpoint))
-    return on
+    instance = f"{config.mqtt.client_id}-w{worker}"
+    return observability.start_tracing(config.tracing, role="hub", instance=instance)
 
 
 def _wait_for_schema(config: HubConfig, timeout: float = 120) -> None:

@@ -1,8 +1,8 @@
 """Labelled wafer-map datasets as plain arrays, for training without per-map objects.
 
 :func:`load_labelled_arrays` loads WM-811K or MixedWM38 (the ``.npz`` layouts described in
-:mod:`waferscope.protocols.formats.datasets`, told apart by content, validated the same way as
-the readers) and returns the maps as read-only 2-D views together with the targets, the class
+:mod:`waferscope.protocols.formats.datasets.reader`, told apart by content, validated the same
+way as the readers) and returns the maps as read-only 2-D views together with the targets, the class
 names and the SHA-256 digest of the file, so that a trained model can name exactly what it saw.
 """
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.datasets import (
+from waferscope.protocols.formats.datasets.reader import (
     MIXEDWM38,
     NORMAL_LABEL,
     WM811K,

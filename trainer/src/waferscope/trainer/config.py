@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from waferscope.protocols.encoding import MAX_SIZE, MIN_SIZE
 from waferscope.protocols.errors import WaferscopeError
+from waferscope.protocols.settings import Section
 
 # Test-time augmentation baked into the engine (waferscope.trainer.tta).
 TtaMode = Literal["none", "d4"]
@@ -30,8 +31,10 @@ class ConfigError(WaferscopeError):
     """A training configuration could not be read or is invalid."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Section(Section):
+    """A training config section: the kernel's :class:`Section`, frozen once read."""
+
+    model_config = ConfigDict(frozen=True)
 
 
 class DataConfig(_Section):

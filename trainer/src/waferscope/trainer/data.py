@@ -36,7 +36,7 @@ from waferscope.protocols.encoding import EncodingSpec, encode_batch, encode_den
 from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.formats import read_maps
 from waferscope.protocols.formats.base import Source
-from waferscope.protocols.formats.datasets import maps_npy_shape
+from waferscope.protocols.formats.datasets.reader import maps_npy_shape
 from waferscope.protocols.normalize import normalize
 from waferscope.trainer.augment import augment_grid
 from waferscope.trainer.config import AugmentConfig, AugmentPolicy

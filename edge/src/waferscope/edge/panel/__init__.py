@@ -17,7 +17,7 @@ import uvicorn
 from waferscope.edge.panel.web import create_app
 
 if TYPE_CHECKING:
-    from waferscope.edge.app import Wiring
+    from waferscope.edge.wiring import Wiring
 
 __all__ = ["PanelServer", "create_app"]
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from waferscope.protocols.inference import result_map_png, result_overlay_png
 from waferscope.protocols.pb import common_pb2, result_pb2
 
 if TYPE_CHECKING:
-    from waferscope.edge.app import Wiring
+    from waferscope.edge.wiring import Wiring
 
 HERE = Path(__file__).parent
 log = logging.getLogger("waferscope.edge.panel")

@@ -43,13 +43,13 @@ __all__ = [
 
 # One line per format, in detection order.
 BUILTIN_FORMATS: tuple[str, ...] = (
-    "waferscope.protocols.formats.datasets:Wm811kFormat",
-    "waferscope.protocols.formats.datasets:MixedWm38Format",
-    "waferscope.protocols.formats.stdf:StdfFormat",
-    "waferscope.protocols.formats.e142:E142Format",
-    "waferscope.protocols.formats.klarf:KlarfFormat",
-    "waferscope.protocols.formats.tsk:TskFormat",
-    "waferscope.protocols.formats.csv_dies:CsvFormat",
+    "waferscope.protocols.formats.datasets.reader:Wm811kFormat",
+    "waferscope.protocols.formats.datasets.reader:MixedWm38Format",
+    "waferscope.protocols.formats.stdf.reader:StdfFormat",
+    "waferscope.protocols.formats.e142.reader:E142Format",
+    "waferscope.protocols.formats.klarf.reader:KlarfFormat",
+    "waferscope.protocols.formats.tsk.reader:TskFormat",
+    "waferscope.protocols.formats.csv.reader:CsvFormat",
 )
 
 

@@ -86,8 +86,8 @@ class Tokens:
     def fail(self, reason: str, offset: int) -> NoReturn:
         raise FormatError(reason, format=FORMAT_NAME, source=self.source, line=self.line_of(offset))
 
-    def fail_at(self, reason: str, index: int) -> NoReturn:
-        raise FormatError(reason, format=FORMAT_NAME, source=self.source, line=self.line_at(index))
+    def fail_at(self, reason: str, index: int, error: type[FormatError] = FormatError) -> NoReturn:
+        raise error(reason, format=FORMAT_NAME, source=self.source, line=self.line_at(index))
 
 
 @contextmanager

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError, WaferMapError
 from waferscope.protocols.formats.base import ReadOptions, RetestPolicy, Source, select_retests
-from waferscope.protocols.formats.csv_meta import (
+from waferscope.protocols.formats.csv._meta import (
     Fail,
     Metadata,
     metadata_lines,

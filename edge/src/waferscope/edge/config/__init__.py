@@ -15,19 +15,56 @@ Environment variables override the file at load time (see :mod:`waferscope.edge.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from waferscope.edge.alert_rules import (
+    FailDensityRule,
+    LowConfidenceStreakRule,
+    ParseFailureRule,
+    PatternRepeatRule,
+    PatternRule,
+    RuleBase,
+    Severity,
+)
+from waferscope.edge.config.alerts import RULE_KINDS, AlertRule, AlertsConfig
+from waferscope.edge.config.ingest import (
+    GrpcConfig,
+    HotFolderConfig,
+    IngestConfig,
+    StoreConfig,
+)
 from waferscope.edge.release_config import ReleaseConfig
 from waferscope.protocols.errors import TopicError
+from waferscope.protocols.settings import ClientTlsSection, Section, TracingSection
 from waferscope.protocols.topics import validate_id
 
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+__all__ = [
+    "RULE_KINDS",
+    "AlertRule",
+    "AlertsConfig",
+    "EdgeConfig",
+    "FailDensityRule",
+    "GrpcConfig",
+    "HotFolderConfig",
+    "IngestConfig",
+    "LowConfidenceStreakRule",
+    "ModelConfig",
+    "MqttConfig",
+    "PanelConfig",
+    "ParseFailureRule",
+    "PatternRepeatRule",
+    "PatternRule",
+    "ReleaseConfig",
+    "ReviewConfig",
+    "RuleBase",
+    "Section",
+    "Severity",
+    "StoreConfig",
+    "TlsConfig",
+    "TracingConfig",
+]
 
 
 # --------------------------------------------------------------------------- model
@@ -115,111 +152,8 @@ class ReviewConfig(Section):
         return value
 
 
-# --------------------------------------------------------------------------- ingest
-class HotFolderConfig(Section):
-    """A watched directory testers copy their files into."""
-
-    enabled: bool = Field(default=True, description="Watch the folder.")
-    path: Path | None = Field(
-        default=None, description="The incoming folder. Empty: <data_dir>/incoming."
-    )
-    done_dir: Path | None = Field(
-        default=None, description="Where processed files go. Empty: <path>/../done."
-    )
-    rejected_dir: Path | None = Field(
-        default=None,
-        description="Where refused files go, each with a '<name>.reason.txt'. "
-        "Empty: <path>/../rejected.",
-    )
-    poll_interval_s: float = Field(
-        default=0.2, gt=0, le=60, description="How often the folder is scanned."
-    )
-    settle_s: float = Field(
-        default=0.5,
-        ge=0,
-        le=600,
-        description="A file is taken once its size and modification time have not changed for "
-        "this long (files renamed into the folder are complete at once; use settle_s for "
-        "testers that write in place).",
-    )
-    ignore_suffixes: list[str] = Field(
-        default_factory=lambda: [".part", ".tmp", ".partial", ".filepart", ".swp"],
-        description="Names ending like this are being written and are never taken.",
-    )
-    max_file_bytes: int = Field(
-        default=512 * 1024 * 1024, gt=0, description="Larger files are rejected unread."
-    )
-
-
-class GrpcConfig(Section):
-    """The TesterIngest gRPC service for testers that push their files."""
-
-    enabled: bool = Field(default=False, description="Serve TesterIngest.")
-    listen: str = Field(default="127.0.0.1:50051", description="host:port to listen on.")
-    max_message_bytes: int = Field(
-        default=64 * 1024 * 1024, gt=0, description="Largest Submit message (a whole file)."
-    )
-    max_upload_bytes: int = Field(
-        default=512 * 1024 * 1024, gt=0, description="Largest file accepted through Upload."
-    )
-    workers: int = Field(default=8, ge=1, le=256, description="Concurrent RPCs.")
-    response_timeout_s: float = Field(
-        default=60, gt=0, description="How long a call waits for its wafers to be classified."
-    )
-
-
-class IngestConfig(Section):
-    hot_folder: HotFolderConfig = Field(default=HotFolderConfig())
-    grpc: GrpcConfig = Field(default=GrpcConfig())
-    queue_files: int = Field(
-        default=64,
-        ge=1,
-        le=100_000,
-        description="Files waiting for classification before ingest waits.",
-    )
-    retest: Literal["last", "first", "best", "all"] = Field(
-        default="last", description="Which result counts for a die tested more than once."
-    )
-
-
-# --------------------------------------------------------------------------- store
-class StoreConfig(Section):
-    """The local SQLite buffer of results, heatmaps, alerts and the outbox."""
-
-    path: Path | None = Field(
-        default=None, description="SQLite file. Empty: <data_dir>/edge.sqlite."
-    )
-    max_bytes: int = Field(
-        default=1024 * 1024 * 1024,
-        ge=1024 * 1024,
-        description="Size bound of the database. When reached, the oldest *published* results "
-        "are pruned; when only unpublished data is left, ingest pauses and a 'store_full' "
-        "alert is raised (unpublished results are never dropped).",
-    )
-    prune_to: float = Field(
-        default=0.9,
-        gt=0.1,
-        lt=1,
-        description="Pruning frees space down to this fraction of max_bytes.",
-    )
-    keep_heatmaps: bool = Field(default=True, description="Store each wafer's Grad-CAM heatmap.")
-    synchronous: Literal["full", "normal"] = Field(
-        default="full",
-        description="SQLite durability: 'full' syncs every commit to disk (survives power loss); "
-        "'normal' (WAL) survives a crash or kill of the agent but may lose the last commits "
-        "on power loss, for less disk wear and more throughput on slow storage.",
-    )
-
-
 # --------------------------------------------------------------------------- MQTT
-class TlsConfig(Section):
-    enabled: bool = Field(default=False, description="Connect with TLS.")
-    ca_file: Path | None = Field(default=None, description="CA bundle; empty: the system's.")
-    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
-    key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
-    insecure: bool = Field(
-        default=False, description="Skip host-name checking (test set-ups only)."
-    )
+TlsConfig = ClientTlsSection
 
 
 class MqttConfig(Section):
@@ -270,104 +204,6 @@ class MqttConfig(Section):
         return self
 
 
-# --------------------------------------------------------------------------- alerts
-Severity = Literal["info", "warning", "error", "critical"]
-
-
-class RuleBase(Section):
-    id: str = Field(description="Rule id, carried in every alert it raises.")
-    severity: Severity = Field(default="warning", description="Severity of the alerts.")
-
-
-class PatternRule(RuleBase):
-    """A critical pattern: any wafer classified as one of ``patterns``."""
-
-    kind: Literal["pattern"]
-    patterns: list[str] = Field(min_length=1, description="Pattern names that raise the alert.")
-    min_confidence: float = Field(
-        default=0.0, ge=0, le=1, description="Ignore less confident results."
-    )
-
-
-class PatternRepeatRule(RuleBase):
-    """N of the last M wafers of one tester share a pattern."""
-
-    kind: Literal["pattern_repeat"]
-    n: int = Field(default=3, ge=1, description="How many wafers must share the pattern...")
-    m: int = Field(
-        default=5, ge=1, description="...among this many most recent wafers of the tester."
-    )
-    patterns: list[str] = Field(
-        default_factory=list, description="Patterns to watch; empty: every pattern except 'none'."
-    )
-
-    @model_validator(mode="after")
-    def _n_within_m(self) -> PatternRepeatRule:
-        if self.n > self.m:
-            raise ValueError("n must not exceed m")
-        return self
-
-
-class FailDensityRule(RuleBase):
-    """The share of failing dies of a wafer is above a threshold."""
-
-    kind: Literal["fail_density"]
-    threshold: float = Field(default=0.3, gt=0, le=1, description="Fail dies / tested dies.")
-
-
-class LowConfidenceStreakRule(RuleBase):
-    """N wafers in a row of one tester flagged for review."""
-
-    kind: Literal["low_confidence_streak"]
-    n: int = Field(default=5, ge=1, description="Length of the streak.")
-
-
-class ParseFailureRule(RuleBase):
-    """A file was rejected (unreadable, truncated, invalid)."""
-
-    kind: Literal["parse_failure"]
-
-
-AlertRule = Annotated[
-    PatternRule | PatternRepeatRule | FailDensityRule | LowConfidenceStreakRule | ParseFailureRule,
-    Field(discriminator="kind"),
-]
-
-
-RULE_KINDS = frozenset(
-    {"pattern", "pattern_repeat", "fail_density", "low_confidence_streak", "parse_failure"}
-)
-
-
-def _default_rules() -> list[AlertRule]:
-    return [
-        ParseFailureRule(kind="parse_failure", id="parse-failure", severity="warning"),
-        PatternRepeatRule(kind="pattern_repeat", id="pattern-repeat", severity="warning", n=3, m=5),
-        LowConfidenceStreakRule(
-            kind="low_confidence_streak", id="low-confidence-streak", severity="warning", n=5
-        ),
-    ]
-
-
-class AlertsConfig(Section):
-    rules: list[AlertRule] = Field(
-        default_factory=_default_rules,
-        description="Alert rules (kinds: pattern, pattern_repeat, fail_density, "
-        "low_confidence_streak, parse_failure). An alert fires when its condition becomes true "
-        "and again only after the condition has cleared.",
-    )
-
-    @field_validator("rules")
-    @classmethod
-    def _unique_ids(cls, rules: list[AlertRule]) -> list[AlertRule]:
-        seen: set[str] = set()
-        for rule in rules:
-            if rule.id in seen:
-                raise ValueError(f"rule id {rule.id!r} is used twice")
-            seen.add(rule.id)
-        return rules
-
-
 # --------------------------------------------------------------------------- panel
 class PanelConfig(Section):
     """The operator panel (local web page, JSON API, /metrics, /healthz, /readyz)."""
@@ -403,31 +239,16 @@ class PanelConfig(Section):
 
 
 # --------------------------------------------------------------------------- tracing
-class TracingConfig(Section):
+class TracingConfig(TracingSection):
     """OpenTelemetry tracing of each wafer's path (docs/observability.md). Off: no spans leave
     the agent and tracing costs next to nothing."""
 
-    enabled: bool = Field(default=False, description="Record spans and export them over OTLP.")
-    otlp_endpoint: str = Field(
-        default="http://localhost:4318",
-        description="OTLP/HTTP collector address ('/v1/traces' is added unless present).",
-    )
-    otlp_headers: dict[str, str] = Field(
-        default_factory=dict, description="HTTP headers for the collector (e.g. authorization)."
-    )
     service_name: str = Field(
         default="waferscope-edge", min_length=1, description="The service.name of the spans."
     )
     sample_ratio: float = Field(
         default=1.0, ge=0, le=1, description="Share of files traced (0..1, by trace id)."
     )
-
-    @field_validator("otlp_endpoint")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
 
 # --------------------------------------------------------------------------- root

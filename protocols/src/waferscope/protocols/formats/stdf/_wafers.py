@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from waferscope.protocols.formats.base import RetestPolicy, select_retests
-from waferscope.protocols.formats.stdf_records import (
+from waferscope.protocols.formats.stdf._records import (
     COORD_MISSING,
     NO_U4,
     BinRecord,

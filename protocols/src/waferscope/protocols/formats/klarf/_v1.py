@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from waferscope.protocols.formats.klarf_lexer import INT32_MAX, Tokens, is_word, unquote
-from waferscope.protocols.formats.klarf_wafer import DieList, RawWafer, canonical
+from waferscope.protocols.errors import TruncatedError
+from waferscope.protocols.formats.klarf._lexer import INT32_MAX, Tokens, is_word, unquote
+from waferscope.protocols.formats.klarf._wafer import DieList, RawWafer, canonical
 
 _IGNORED: Final = frozenset({"INSPECTIONTEST", "AREAPERTEST", "TIFFFILENAME", "TIFFSPEC"})
 
@@ -103,7 +104,9 @@ class _V1Parser:
                 end = values.index(";", i)
             except ValueError:
                 self.t.fail_at(
-                    f"statement {values[i][:40]!r} is not terminated by ';' (file ends)", i
+                    f"statement {values[i][:40]!r} is not terminated by ';' (file ends)",
+                    i,
+                    TruncatedError,
                 )
             keyword = values[i]
             if not is_word(keyword):

@@ -1,5 +1,5 @@
-"""Writer for TSK / Accretech prober maps (the layout is described in :mod:`.tsk` and
-:mod:`.tsk_header`).
+"""Writer for TSK / Accretech prober maps (the layout is described in :mod:`.reader` and
+:mod:`._header`).
 
 One wafer per file. The map data area is the declared grid when the map carries it (grid size
 plus first-die coordinate, as the TSK reader stores them) and covers every die, else the
@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError
-from waferscope.protocols.formats.tsk_header import (
+from waferscope.protocols.formats.tsk._header import (
     CONFIG_DIE_RESULTS,
     CONFIG_EXTENDED_DIE_RESULTS,
     CONFIG_EXTENSION_HEADER,

@@ -1,7 +1,7 @@
 """E142 bin codes, axes and cells: how a BinCodeMap's text becomes die values and coordinates.
 
 The rules (BinType widths, NullBin, BinDefinition qualities, OriginLocation / AxisDirection /
-Orientation) are described in the :mod:`waferscope.protocols.formats.e142` module docstring.
+Orientation) are described in the :mod:`waferscope.protocols.formats.e142.reader` module docstring.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError
-from waferscope.protocols.formats.e142_xml import Node
+from waferscope.protocols.formats.e142._xml import Node
 from waferscope.protocols.wafermap import Side
 
 __all__ = [

@@ -17,86 +17,52 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from waferscope.hub.config.alerts import (
+    AlertRulesConfig,
+    LotRuleConfig,
+    MesConfig,
+    NotifyConfig,
+    RateRuleConfig,
+    Severity,
+    WebhookConfig,
+)
+from waferscope.hub.config.storage import BlobConfig, DatabaseConfig, S3Config
 from waferscope.protocols.errors import TopicError
+from waferscope.protocols.settings import ClientTlsSection, Section, TracingSection
 from waferscope.protocols.topics import validate_id
+
+__all__ = [
+    "DEFAULT_SHARED_GROUP",
+    "AlertRulesConfig",
+    "AuthConfig",
+    "BlobConfig",
+    "DatabaseConfig",
+    "EngineConfig",
+    "HttpConfig",
+    "HttpTlsConfig",
+    "HubConfig",
+    "IngestConfig",
+    "LotRuleConfig",
+    "MesConfig",
+    "MqttConfig",
+    "MqttTlsConfig",
+    "NotifyConfig",
+    "RateRuleConfig",
+    "ReviewConfig",
+    "S3Config",
+    "Section",
+    "Severity",
+    "TracingConfig",
+    "WebhookConfig",
+]
 
 DEFAULT_SHARED_GROUP = "waferscope-hub"
 
 
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are checked on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# --------------------------------------------------------------------------- storage
-class DatabaseConfig(Section):
-    """Where the hub keeps its records (SQLAlchemy URL; migrations run with Alembic)."""
-
-    url: str | None = Field(
-        default=None,
-        description="SQLAlchemy database URL, e.g. 'postgresql+psycopg://hub@db/waferscope' "
-        "('postgresql://' means the same). Empty: a SQLite file <data_dir>/hub.sqlite.",
-    )
-    migrate_on_start: bool = Field(
-        default=True,
-        description="Bring the schema up to date when the hub starts (else: "
-        "'waferscope hub migrate' must have run).",
-    )
-    pool_size: int = Field(default=5, ge=1, le=200, description="Connections kept (PostgreSQL).")
-    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL"] = Field(
-        default="NORMAL",
-        description="SQLite 'synchronous' pragma in WAL mode: NORMAL survives a process crash "
-        "(the hub's SIGKILL test), FULL also a power cut at some cost in speed.",
-    )
-    busy_timeout_s: float = Field(
-        default=30, gt=0, le=600, description="How long a writer waits for a locked database."
-    )
-    echo: bool = Field(default=False, description="Log every SQL statement (debugging).")
-
-
-class S3Config(Section):
-    """S3-compatible object storage (AWS S3, MinIO, Ceph RGW, ...)."""
-
-    bucket: str = Field(default="waferscope", description="Bucket name (created if missing).")
-    prefix: str = Field(default="", description="Key prefix inside the bucket, e.g. 'hub1/'.")
-    endpoint_url: str | None = Field(
-        default=None, description="Endpoint of a non-AWS service, e.g. 'http://minio:9000'."
-    )
-    region: str | None = Field(default=None, description="Region name, if the service wants one.")
-    access_key_id: str | None = Field(
-        default=None, description="Access key. Empty: the usual AWS sources (env, profile, role)."
-    )
-    secret_access_key: SecretStr | None = Field(default=None, description="Secret key.")
-    verify_tls: bool = Field(default=True, description="Check the endpoint's TLS certificate.")
-
-
-class BlobConfig(Section):
-    """Where wafer maps, heatmaps and engine bundles go (content-addressed blobs)."""
-
-    backend: Literal["directory", "s3"] = Field(
-        default="directory", description="'directory' (files on disk) or 's3'."
-    )
-    path: Path | None = Field(default=None, description="Blob folder. Empty: <data_dir>/blobs.")
-    fsync: bool = Field(
-        default=False,
-        description="fsync each blob file before the database row that names it commits "
-        "(survives power cuts; costs write speed).",
-    )
-    s3: S3Config = Field(default=S3Config())
-
-
 # --------------------------------------------------------------------------- MQTT
-class MqttTlsConfig(Section):
-    enabled: bool = Field(default=False, description="Connect to the broker with TLS.")
-    ca_file: Path | None = Field(default=None, description="CA bundle; empty: the system's.")
-    cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
-    key_file: Path | None = Field(default=None, description="Client key (mutual TLS).")
-    insecure: bool = Field(
-        default=False, description="Skip host-name checking (test set-ups only)."
-    )
+MqttTlsConfig = ClientTlsSection
 
 
 class MqttConfig(Section):
@@ -246,125 +212,6 @@ class AuthConfig(Section):
     )
 
 
-# --------------------------------------------------------------------------- alerts
-Severity = Literal["info", "warning", "error", "critical"]
-
-
-class LotRuleConfig(Section):
-    """The same pattern on several testers of one lot."""
-
-    enabled: bool = Field(default=True, description="Evaluate this rule.")
-    min_testers: int = Field(default=2, ge=2, description="Distinct testers that must see it.")
-    window_s: int = Field(default=24 * 3600, ge=60, description="Look back this far.")
-    min_confidence: float = Field(
-        default=0.6, ge=0, le=1, description="Count only results at least this confident."
-    )
-    severity: Severity = Field(default="error", description="Severity of the alert.")
-
-
-class RateRuleConfig(Section):
-    """A pattern's share of recent wafers rising over its baseline."""
-
-    enabled: bool = Field(default=True, description="Evaluate this rule.")
-    window_s: int = Field(default=3600, ge=60, description="The recent window.")
-    baseline_s: int = Field(
-        default=7 * 24 * 3600, ge=3600, description="The baseline period before the window."
-    )
-    factor: float = Field(
-        default=2.0, gt=1, description="Alert when the recent share exceeds baseline × factor."
-    )
-    min_count: int = Field(
-        default=10, ge=1, description="...and at least this many recent wafers show the pattern."
-    )
-    min_baseline_share: float = Field(
-        default=0.01,
-        ge=0,
-        le=1,
-        description="Floor for the baseline share (a pattern never seen before is compared "
-        "against this).",
-    )
-    severity: Severity = Field(default="warning", description="Severity of the alert.")
-
-
-class AlertRulesConfig(Section):
-    """Hub-side alert rules across testers (edge alerts are stored as they come)."""
-
-    evaluate_every_s: float = Field(
-        default=30, gt=0, description="How often the rules run over recent results."
-    )
-    ignore_patterns: list[str] = Field(
-        default_factory=lambda: ["none"], description="Patterns no rule alerts on."
-    )
-    same_pattern_in_lot: LotRuleConfig = Field(default=LotRuleConfig())
-    pattern_rate: RateRuleConfig = Field(default=RateRuleConfig())
-
-
-class WebhookConfig(Section):
-    name: str = Field(description="Channel name, shown in delivery records.")
-    url: str = Field(description="Receiver URL (POST, JSON body: the Alert's canonical JSON).")
-    secret: SecretStr | None = Field(
-        default=None,
-        description="Shared secret: the body is signed with HMAC-SHA256 in the "
-        "'X-Waferscope-Signature: t=<unix>,v1=<hex>' header over '<t>.<body>'.",
-    )
-    min_severity: Severity = Field(default="info", description="Send alerts at least this severe.")
-    timeout_s: float = Field(default=10, gt=0, description="Request timeout.")
-
-
-class MesConfig(Section):
-    """A REST endpoint of the manufacturing execution system."""
-
-    enabled: bool = Field(default=False, description="Send alerts to the MES.")
-    url: str = Field(default="", description="Endpoint URL.")
-    method: Literal["POST", "PUT"] = Field(default="POST", description="HTTP method.")
-    headers: dict[str, str] = Field(
-        default_factory=dict, description="Extra request headers (e.g. an API key)."
-    )
-    payload: dict[str, str] = Field(
-        default_factory=lambda: {
-            "eventType": "WAFER_PATTERN_ALERT",
-            "eventId": "{alert_id}",
-            "lot": "{lot_id}",
-            "wafer": "{wafer_id}",
-            "equipment": "{tester_id}",
-            "pattern": "{pattern}",
-            "severity": "{severity}",
-            "text": "{title}",
-        },
-        description="Body fields: each value is a template with {field} placeholders from the "
-        "alert (alert_id, device_id, rule_id, rule_kind, severity, title, message, pattern, "
-        "tester_id, lot_id, wafer_id, raised_time, dedup_key).",
-    )
-    min_severity: Severity = Field(default="warning", description="Send alerts this severe.")
-    timeout_s: float = Field(default=10, gt=0, description="Request timeout.")
-
-    @model_validator(mode="after")
-    def _url_when_enabled(self) -> MesConfig:
-        if self.enabled and not self.url:
-            raise ValueError("url is required when the MES channel is enabled")
-        return self
-
-
-class NotifyConfig(Section):
-    """Where alerts are forwarded; every attempt is recorded as a delivery."""
-
-    webhooks: list[WebhookConfig] = Field(default_factory=list, description="Webhook receivers.")
-    mes: MesConfig = Field(default=MesConfig())
-    max_attempts: int = Field(default=8, ge=1, le=100, description="Tries before giving up.")
-    backoff_initial_s: float = Field(default=1.0, gt=0, description="First retry delay.")
-    backoff_max_s: float = Field(default=300, gt=0, description="Longest retry delay.")
-    poll_interval_s: float = Field(default=1.0, gt=0, description="How often deliveries run.")
-
-    @field_validator("webhooks")
-    @classmethod
-    def _unique_names(cls, hooks: list[WebhookConfig]) -> list[WebhookConfig]:
-        names = [h.name for h in hooks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes or "mes" in names:
-            raise ValueError(f"webhook names must be unique and not 'mes': {dupes or ['mes']}")
-        return hooks
-
-
 # --------------------------------------------------------------------------- engine
 class EngineConfig(Section):
     """The hub's copy of the current engine (classifying uploads, SHAP attributions)."""
@@ -384,18 +231,10 @@ class EngineConfig(Section):
 
 
 # --------------------------------------------------------------------------- tracing
-class TracingConfig(Section):
+class TracingConfig(TracingSection):
     """OpenTelemetry tracing of the ingest (docs/observability.md): each message's span is a
     child of the edge span whose W3C traceparent came with it. Off: nothing is exported."""
 
-    enabled: bool = Field(default=False, description="Record spans and export them over OTLP.")
-    otlp_endpoint: str = Field(
-        default="http://localhost:4318",
-        description="OTLP/HTTP collector address ('/v1/traces' is added unless present).",
-    )
-    otlp_headers: dict[str, str] = Field(
-        default_factory=dict, description="HTTP headers for the collector (e.g. authorization)."
-    )
     service_name: str = Field(
         default="waferscope-hub", min_length=1, description="The service.name of the spans."
     )
@@ -406,13 +245,6 @@ class TracingConfig(Section):
         description="Share of traces started at the hub that are kept (0..1); messages follow "
         "the sampling decision the edge sent with them.",
     )
-
-    @field_validator("otlp_endpoint")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
 
 # --------------------------------------------------------------------------- root

@@ -1,6 +1,6 @@
 """The version-neutral content of one KLARF wafer, as both syntax parsers hand it over.
 
-Values stay the strings of the file (unquoted); :mod:`.klarf` converts and checks them, naming
+Values stay the strings of the file (unquoted); :mod:`.reader` converts and checks them, naming
 the line through :attr:`RawWafer.tokens`. Field names are upper-cased and the KLARF 1.8 names
 mapped onto the 1.1/1.2 ones (``SlotNumber`` -> ``SLOT``, ``RecipeID`` -> ``SETUPID``; the
 record ids of ``LotRecord`` / ``WaferRecord`` / ``FileRecord`` become ``LOTID`` / ``WAFERID``
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from waferscope.protocols.formats.klarf_lexer import Tokens
+from waferscope.protocols.formats.klarf._lexer import Tokens
 
 FIELD_ALIASES: Final = {"SLOTNUMBER": "SLOT", "RECIPEID": "SETUPID"}
 

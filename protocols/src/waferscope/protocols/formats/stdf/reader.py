@@ -1,8 +1,8 @@
 """STDF V4 reader (and writer entry point): wafer maps from Standard Test Data Format files.
 
 Follows the public *STDF Specification V4* (Teradyne). Layouts of the records used are in
-:mod:`.stdf_records`, how they become WaferMaps in :mod:`.stdf_wafers`, the writer in
-:mod:`.stdf_writer`.
+:mod:`._records`, how they become WaferMaps in :mod:`._wafers`, the writer in
+:mod:`.writer`.
 
 Detection: the first record must be a FAR (``REC_LEN`` = 2, ``REC_TYP`` = 0, ``REC_SUB`` = 10)
 in either byte order. ``CPU_TYPE`` 1 means big-endian, 2 little-endian; 0 (VAX) and undefined
@@ -56,7 +56,7 @@ import numpy as np
 
 from waferscope.protocols.errors import FormatError, TruncatedError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.stdf_records import (
+from waferscope.protocols.formats.stdf._records import (
     COLLECT_PRR,
     DECODE,
     FAR,
@@ -85,7 +85,7 @@ from waferscope.protocols.formats.stdf_records import (
     far_byte_order,
     record_name,
 )
-from waferscope.protocols.formats.stdf_wafers import (
+from waferscope.protocols.formats.stdf._wafers import (
     FORMAT_NAME,
     FileContext,
     WaferInProgress,
@@ -117,7 +117,7 @@ class StdfFormat:
             raise error  # ... and the corruption is still reported
 
     def write(self, maps: list[WaferMap], stream: BinaryIO) -> None:
-        from waferscope.protocols.formats.stdf_writer import write_stdf
+        from waferscope.protocols.formats.stdf.writer import write_stdf
 
         write_stdf(maps, stream)
 

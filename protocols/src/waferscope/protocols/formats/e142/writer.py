@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError
-from waferscope.protocols.formats.e142 import BIN_NAMES_KEY, E142_NAMESPACE, FORMAT_NAME
+from waferscope.protocols.formats.e142.reader import BIN_NAMES_KEY, E142_NAMESPACE, FORMAT_NAME
 from waferscope.protocols.wafermap import Side, WaferMap
 
 __all__ = ["build_document", "write_e142"]

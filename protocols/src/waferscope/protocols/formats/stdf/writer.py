@@ -18,7 +18,7 @@ Mapping from a :class:`WaferMap`:
   of the wafer carries it, so that readers route the parts to the right wafer.
 * MIR / SDR / WRR strings come from :class:`WaferInfo` and the ``info.extra`` keys the reader
   produces (``probe_card_id``, ``sublot_id``, ``fab_wafer_id``, bin names, ...), so a file read
-  by :mod:`.stdf` is written back with the same metadata. Times are written as the datetimes'
+  by :mod:`.reader` is written back with the same metadata. Times are written as the datetimes'
   own wall-clock seconds since 1970 (STDF stores tester local time).
 * ``WCR``: sizes in millimetres (``WF_UNITS`` 3), ``WF_FLAT`` / ``POS_X`` / ``POS_Y`` from the
   orientation, ``CENTER_X`` / ``CENTER_Y`` (-32768 when unknown).
@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from waferscope.protocols.errors import WaferMapError
-from waferscope.protocols.formats.stdf_records import (
+from waferscope.protocols.formats.stdf._records import (
     FAR,
     HBR,
     MIR,
@@ -60,7 +60,7 @@ from waferscope.protocols.formats.stdf_records import (
     WIR,
     WRR,
 )
-from waferscope.protocols.formats.stdf_wafers import MIR_EXTRA, SDR_EXTRA
+from waferscope.protocols.formats.stdf._wafers import MIR_EXTRA, SDR_EXTRA
 from waferscope.protocols.wafermap import Side, WaferInfo, WaferMap
 
 _CPU_TYPE: Final = {"<": 2, ">": 1}

@@ -1,6 +1,6 @@
 """KLARF (KLA Results File) reader: inspection defect lists, versions 1.1, 1.2 and 1.8.
 
-Syntax is handled by :mod:`.klarf_v1` (semicolon-terminated statements) and :mod:`.klarf_v18`
+Syntax is handled by :mod:`._v1` (semicolon-terminated statements) and :mod:`._v18`
 (nested ``Record``/``Field``/``List`` blocks); this module turns each wafer into a
 :class:`WaferMap`:
 
@@ -41,16 +41,16 @@ import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.klarf_lexer import (
+from waferscope.protocols.formats.klarf._lexer import (
     FORMAT_NAME,
     INT32_MAX,
     Tokens,
     gc_paused,
     unquote,
 )
-from waferscope.protocols.formats.klarf_v1 import parse_v1
-from waferscope.protocols.formats.klarf_v18 import parse_v18
-from waferscope.protocols.formats.klarf_wafer import RawWafer
+from waferscope.protocols.formats.klarf._v1 import parse_v1
+from waferscope.protocols.formats.klarf._v18 import parse_v18
+from waferscope.protocols.formats.klarf._wafer import RawWafer
 from waferscope.protocols.wafermap import (
     Defect,
     DieTable,

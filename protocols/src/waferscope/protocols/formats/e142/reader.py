@@ -1,4 +1,4 @@
-"""SEMI E142 substrate maps (E142-1 XML schema): reader (writer in :mod:`.e142_writer`).
+"""SEMI E142 substrate maps (E142-1 XML schema): reader (writer in :mod:`.writer`).
 
 Structure followed (SEMI E142 "Specification for Substrate Mapping" and its XML schema E142.1;
 element and attribute names as in the public schema, namespace
@@ -60,7 +60,7 @@ import numpy as np
 
 from waferscope.protocols.errors import FormatError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.e142_bins import (
+from waferscope.protocols.formats.e142._bins import (
     MIRROR,
     Fail,
     array_cells,
@@ -69,7 +69,7 @@ from waferscope.protocols.formats.e142_bins import (
     parse_axes,
     parse_mark,
 )
-from waferscope.protocols.formats.e142_xml import Node, build_tree
+from waferscope.protocols.formats.e142._xml import Node, build_tree
 from waferscope.protocols.wafermap import (
     DieTable,
     MarkKind,
@@ -115,8 +115,8 @@ class E142Format:
         return any(marker in head for marker in _SNIFF_MARKERS)
 
     def write(self, maps: list[WaferMap], stream: BinaryIO) -> None:
-        """Write the wafers as one E142 ``MapData`` document (see :mod:`.e142_writer`)."""
-        from waferscope.protocols.formats.e142_writer import write_e142
+        """Write the wafers as one E142 ``MapData`` document (see :mod:`.writer`)."""
+        from waferscope.protocols.formats.e142.writer import write_e142
 
         write_e142(maps, stream)
 

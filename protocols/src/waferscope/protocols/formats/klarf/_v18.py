@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from waferscope.protocols.formats.klarf_lexer import INT32_MAX, Tokens, is_word, unquote
-from waferscope.protocols.formats.klarf_wafer import RawWafer, canonical
+from waferscope.protocols.errors import TruncatedError
+from waferscope.protocols.formats.klarf._lexer import INT32_MAX, Tokens, is_word, unquote
+from waferscope.protocols.formats.klarf._wafer import RawWafer, canonical
 
 MAX_DEPTH: Final = 32
 
@@ -54,7 +55,7 @@ class _V18Parser:
 
     def _next(self, context: str, opened: int) -> str:
         if self.i >= len(self.values):
-            self.t.fail_at(f"file ends inside {context} opened here", opened)
+            self.t.fail_at(f"file ends inside {context} opened here", opened, TruncatedError)
         token = self.values[self.i]
         self.i += 1
         return token
@@ -187,7 +188,7 @@ class _V18Parser:
             try:
                 end = values.index(";", row_at)
             except ValueError:
-                self.t.fail_at(f"file ends inside a row of {context}", row_at)
+                self.t.fail_at(f"file ends inside a row of {context}", row_at, TruncatedError)
             row = values[row_at:end]
             if "{" in row or "}" in row or "," in row:
                 self.i = row_at

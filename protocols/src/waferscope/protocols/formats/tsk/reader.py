@@ -1,6 +1,6 @@
 """TSK / Accretech (Tokyo Seimitsu) UF-series prober map: reader and writer.
 
-A TSK map is one wafer: the 236-byte header described in :mod:`.tsk_header`, then one test
+A TSK map is one wafer: the 236-byte header described in :mod:`._header`, then one test
 result per cell of the map data area (``columns x rows`` cells, stored row by row from the
 top-left of the map picture), then, depending on the map version and the configuration bits,
 line category data, a 172-byte extension header and an extended result per die.
@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from waferscope.protocols.errors import FormatError, TruncatedError
 from waferscope.protocols.formats.base import ReadOptions, Source
-from waferscope.protocols.formats.tsk_header import (
+from waferscope.protocols.formats.tsk._header import (
     EXTENSION_DTYPE,
     EXTENSION_HEADER_SIZE,
     HEADER_DTYPE,
@@ -63,7 +63,7 @@ from waferscope.protocols.formats.tsk_header import (
     section_layout,
     wafer_size_mm,
 )
-from waferscope.protocols.formats.tsk_writer import write_tsk
+from waferscope.protocols.formats.tsk.writer import write_tsk
 from waferscope.protocols.wafermap import (
     UNKNOWN,
     DieTable,
