@@ -151,6 +151,33 @@ class HotFolderConfig(Section):
     )
 
 
+class GrpcTlsConfig(Section):
+    """TLS for TesterIngest: a server certificate, and client certificates when client_ca_file
+    is set (mutual TLS)."""
+
+    cert_file: Path | None = Field(
+        default=None, description="Server certificate chain (PEM). Set with key_file: TLS only."
+    )
+    key_file: Path | None = Field(default=None, description="Server private key (PEM).")
+    client_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) of the testers' client certificates. Set: mutual TLS, a "
+        "client without a certificate signed by it is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> GrpcTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set cert_file and key_file together")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("client_ca_file (mutual TLS) needs cert_file and key_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
 class GrpcConfig(Section):
     """The TesterIngest gRPC service for testers that push their files."""
 
@@ -166,6 +193,7 @@ class GrpcConfig(Section):
     response_timeout_s: float = Field(
         default=60, gt=0, description="How long a call waits for its wafers to be classified."
     )
+    tls: GrpcTlsConfig = Field(default=GrpcTlsConfig())
 
 
 class IngestConfig(Section):
@@ -520,6 +548,11 @@ class EdgeConfig(Section):
             value = getattr(tls, name)
             if value is not None:
                 setattr(tls, name, _under(base, value))
+        grpc_tls = cfg.ingest.grpc.tls
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            value = getattr(grpc_tls, name)
+            if value is not None:
+                setattr(grpc_tls, name, _under(base, value))
         if cfg.mqtt.password_file is not None:
             cfg.mqtt.password_file = _under(base, cfg.mqtt.password_file)
         if cfg.panel.api_token_file is not None:
