@@ -27,7 +27,12 @@ def _name(cn: str) -> x509.Name:
 
 
 def _cert(
-    cn: str, key: Key, issuer: tuple[x509.Name, Key] | None, *, ca: bool = False, server: bool = False
+    cn: str,
+    key: Key,
+    issuer: tuple[x509.Name, Key] | None,
+    *,
+    ca: bool = False,
+    server: bool = False,
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     issuer_name, issuer_key = issuer or (_name(cn), key)

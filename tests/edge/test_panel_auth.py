@@ -37,8 +37,9 @@ severity = "error"
 def _agent(tmp_path: Path, bundle_dir: Path, broker: Broker, panel_lines: str) -> Wiring:
     extra = f'{panel_lines}\n[panel.auth]\noperator_token_hash = "{HASH}"\n{RULES}'
     w = build_agent(
-        load_config(agent_toml(tmp_path, bundle_dir, broker.port, extra, panel=True), environ={})
-        .config
+        load_config(
+            agent_toml(tmp_path, bundle_dir, broker.port, extra, panel=True), environ={}
+        ).config
     )
     w.agent.start()
     return w
@@ -112,9 +113,11 @@ def test_ack_needs_the_operator_reads_stay_open(guarded: tuple[Wiring, str]) -> 
     w, root = guarded
     alert_id = w.store.alerts(active_only=True)[0]["alert_id"]
     status, _, page = call(root + "/")
-    assert status == 200 and b"Log in to acknowledge" in page and b"button" not in page.split(
-        b"<main>"
-    )[1].split(b"</table>")[0]
+    assert (
+        status == 200
+        and b"Log in to acknowledge" in page
+        and b"button" not in page.split(b"<main>")[1].split(b"</table>")[0]
+    )
     assert call(root + "/api/alerts")[0] == 200
     # no login: the form goes to the login page, the API answers 401, nothing changes
     status, headers, _ = call(root + f"/alerts/{alert_id}/ack", data=form(by="x", back="/"))
@@ -131,7 +134,9 @@ def test_ack_needs_the_operator_reads_stay_open(guarded: tuple[Wiring, str]) -> 
         root + "/login", data=form(name="Ana", token=TOKEN, next="/alerts"), jar=jar
     )
     assert status == 303 and headers["location"] == "/alerts"
-    assert "HttpOnly" in headers["set-cookie"] and "samesite=strict" in headers["set-cookie"].lower()
+    assert (
+        "HttpOnly" in headers["set-cookie"] and "samesite=strict" in headers["set-cookie"].lower()
+    )
     assert call(root + f"/api/alerts/{alert_id}/ack", data=b"{}", headers=js, jar=jar)[0] == 403
     assert call(root + f"/alerts/{alert_id}/ack", data=form(back="/"), jar=jar)[0] == 403
     assert w.store.alerts(active_only=True)[0]["alert_id"] == alert_id

@@ -1,4 +1,4 @@
-"""Hostile lot ids, wafer ids, programs and alert texts render as text in the hub's pages (Chromium).
+"""Hostile lot ids, wafer ids, programs and alert texts render as text in the hub pages (Chromium).
 
 They enter through the ingest's decode-and-commit path (what the MQTT subscriber runs for each
 message); the results list, review queue, wafer pages and alerts are then opened in a real

@@ -142,6 +142,7 @@ def classify(
     )
     raise typer.Exit(rc)
 
+
 def panel_token_hash() -> None:
     """Read an operator token from stdin (or a prompt) and print its panel.auth hash."""
     from waferscope.edge.panel.operator_auth import hash_token

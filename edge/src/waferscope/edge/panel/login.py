@@ -59,10 +59,10 @@ def panel_guard(connection: AnyConnection, handler: BaseRouteHandler) -> None:
         return
     if name is None:
         raise NotAuthorizedException("log in as the operator first")
-    is_form = not connection.scope["path"].startswith("/api")
-    if writes and via == "cookie" and not is_form:
-        if not auth.csrf_ok(cookie, connection.headers.get(CSRF_HEADER)):
-            raise PermissionDeniedException("send the session's CSRF token as X-CSRF-Token")
+    is_api = connection.scope["path"].startswith("/api")
+    sent = connection.headers.get(CSRF_HEADER)
+    if writes and via == "cookie" and is_api and not auth.csrf_ok(cookie, sent):
+        raise PermissionDeniedException("send the session's CSRF token as X-CSRF-Token")
 
 
 def operator_of(request: Request[Any, Any, Any]) -> tuple[str | None, str | None]:

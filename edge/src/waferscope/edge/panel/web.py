@@ -368,9 +368,7 @@ def create_app(wiring: Wiring) -> Litestar:
             healthz,
             readyz,
             *ROUTES,
-            create_static_files_router(
-                path="/static", directories=[HERE / "static"], opt=OPEN
-            ),
+            create_static_files_router(path="/static", directories=[HERE / "static"], opt=OPEN),
         ],
         guards=[panel_guard],
         exception_handlers={NotAuthorizedException: not_authorized},
