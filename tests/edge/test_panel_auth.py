@@ -194,3 +194,11 @@ def test_closed_panel_needs_the_login_for_reads_too(
         time.sleep(0)
     finally:
         w.agent.stop()
+
+
+def test_a_bad_hash_is_a_config_error(tmp_path: Path, bundle_dir: Path, broker: Broker) -> None:
+    from waferscope.edge.config_loader import ConfigError
+
+    extra = '[panel.auth]\noperator_token_hash = "scrypt$16384$8$1$cut-short"\n'
+    with pytest.raises(ConfigError, match="operator_token_hash"):
+        load_config(agent_toml(tmp_path, bundle_dir, broker.port, extra, panel=True), environ={})

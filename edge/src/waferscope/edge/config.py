@@ -412,6 +412,15 @@ class PanelAuthConfig(Section):
         default=12, gt=0, le=720, description="A login lasts this long (a restart ends it)."
     )
 
+    @field_validator("operator_token_hash")
+    @classmethod
+    def _readable_hash(cls, value: str | None) -> str | None:
+        if value is not None:
+            from waferscope.edge.panel.operator_auth import parse_hash
+
+            parse_hash(value)  # TokenHashError is a ValueError: reported as a config error
+        return value
+
 
 class PanelConfig(Section):
     """The operator panel (local web page, JSON API, /metrics, /healthz, /readyz)."""

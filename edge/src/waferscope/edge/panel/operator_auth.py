@@ -17,9 +17,12 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from waferscope.edge.config import PanelConfig
+from waferscope.protocols.errors import WaferscopeError
+
+if TYPE_CHECKING:
+    from waferscope.edge.config import PanelConfig
 
 COOKIE: Final = "waferscope_panel"
 CSRF_HEADER: Final = "x-csrf-token"
@@ -28,8 +31,8 @@ SCHEME: Final = "scrypt"
 N, R, P = 2**14, 8, 1
 
 
-class TokenHashError(ValueError):
-    """``panel.auth.operator_token_hash`` is not a hash this module wrote."""
+class TokenHashError(WaferscopeError, ValueError):
+    """``panel.auth.operator_token_hash`` is not a hash this module wrote (a config error)."""
 
 
 def _b64(data: bytes) -> str:
