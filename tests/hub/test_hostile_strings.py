@@ -1,8 +1,9 @@
 """Hostile lot ids, wafer ids, programs and alert texts render as text in the hub pages (Chromium).
 
 They enter through the ingest's decode-and-commit path (what the MQTT subscriber runs for each
-message) and through the upload API (an E142 file written from a real wafer); the results list, review queue, wafer pages and alerts are then opened in a real
-headless Chromium, which must show them as text: no dialog, no script run, no injected element.
+message) and through the upload API (an E142 file written from a real wafer); the results list,
+review queue, wafer pages and alerts are then opened in a real headless Chromium, which must
+show them as text: no dialog, no script run, no injected element.
 """
 
 from __future__ import annotations
