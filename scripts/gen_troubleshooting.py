@@ -503,6 +503,17 @@ ERRORS: dict[str, Entry] = {
         todo="Run the newer agent again, or move the database aside (unpublished results in it "
         "are then not sent).",
     ),
+    "edge.TokenHashError": Entry(
+        shape="`expected 'scrypt$N$r$p$salt$hash' (print one with 'waferscope edge "
+        "panel-token-hash')`, `unreadable scrypt parameters (<reason>)`, `scrypt parameters out "
+        "of range (N a power of two >= 1024)`.",
+        shows="Edge start or `waferscope edge validate-config FILE`: a configuration error on "
+        "`panel.auth.operator_token_hash`, exit status 1.",
+        means="The configured operator token hash is not one `waferscope edge panel-token-hash` "
+        "wrote (cut short when copied, or a hash of another tool).",
+        todo="Print a new one: `echo 'TOKEN' | waferscope edge panel-token-hash`, and paste the "
+        "whole line into `panel.auth.operator_token_hash`.",
+    ),
     "edge.ReloadRefusedError": Entry(
         shape="`model reload is disabled: the panel listens on <host>, not only on this machine, "
         "and no panel.api_token or panel.api_token_file is configured`, `send the panel's API "

@@ -143,6 +143,21 @@ def classify(
     raise typer.Exit(rc)
 
 
+def panel_token_hash() -> None:
+    """Read an operator token from stdin (or a prompt) and print its panel.auth hash."""
+    from waferscope.edge.panel.operator_auth import hash_token
+
+    token = (
+        typer.prompt("Operator token", hide_input=True, confirmation_prompt=True)
+        if sys.stdin.isatty()
+        else sys.stdin.readline().strip()
+    )
+    if len(token) < 8:
+        typer.echo("the operator token needs 8 characters or more", err=True)
+        raise typer.Exit(2)
+    print(hash_token(token))
+
+
 def register(app: typer.Typer) -> None:
     edge = typer.Typer(
         name="edge",
@@ -154,6 +169,7 @@ def register(app: typer.Typer) -> None:
     edge.command("config-reference")(config_reference)
     edge.command("check-bundle")(check_bundle)
     edge.command("install-release")(install_release)
+    edge.command("panel-token-hash")(panel_token_hash)
     from waferscope.edge.federated import federated
 
     edge.command("federated")(federated)

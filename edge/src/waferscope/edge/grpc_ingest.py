@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from waferscope.edge.config import GrpcConfig
+from waferscope.edge.config import GrpcConfig, GrpcTlsConfig
 from waferscope.edge.jobs import IngestJob, JobOutcome, JobStatus
 from waferscope.edge.store import Store
 from waferscope.edge.worker import Worker
@@ -288,6 +288,26 @@ def _base(name: str) -> str:
     return name.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+def _pem(tls: GrpcTlsConfig, option: str) -> bytes:
+    path = getattr(tls, option)
+    try:
+        return bytes(path.read_bytes())
+    except OSError as exc:
+        raise OSError(exc.errno, f"ingest.grpc.tls.{option}: cannot read {path}") from None
+
+
+def server_credentials(config: GrpcConfig) -> grpc.ServerCredentials:
+    """TLS credentials from ``ingest.grpc.tls``; with ``client_ca_file`` clients must present a
+    certificate it signed (mutual TLS)."""
+    tls = config.tls
+    pair = [(_pem(tls, "key_file"), _pem(tls, "cert_file"))]
+    if tls.client_ca_file is None:
+        return grpc.ssl_server_credentials(pair)
+    return grpc.ssl_server_credentials(
+        pair, root_certificates=_pem(tls, "client_ca_file"), require_client_auth=True
+    )
+
+
 class IngestServer:
     """A gRPC server hosting TesterIngest on ``config.listen``."""
 
@@ -301,7 +321,11 @@ class IngestServer:
             ],
         )
         ingest_pb2_grpc.add_TesterIngestServicer_to_server(service, self._server)
-        self.port = self._server.add_insecure_port(config.listen)
+        if config.tls.enabled:
+            self.port = self._server.add_secure_port(config.listen, server_credentials(config))
+        else:
+            self.port = self._server.add_insecure_port(config.listen)
+        self.tls = config.tls.enabled
         if not self.port:
             raise OSError(f"cannot listen on {config.listen}")
         host = config.listen.rsplit(":", 1)[0]
@@ -309,7 +333,7 @@ class IngestServer:
 
     def start(self) -> None:
         self._server.start()
-        log.info("TesterIngest listening on %s", self.address)
+        log.info("TesterIngest listening on %s%s", self.address, " (TLS)" if self.tls else "")
 
     def stop(self, grace: float = 5.0) -> None:
         self._server.stop(grace).wait(grace + 1)

@@ -31,6 +31,7 @@ from waferscope.edge.alert_rules import (
 from waferscope.edge.config.alerts import RULE_KINDS, AlertRule, AlertsConfig
 from waferscope.edge.config.ingest import (
     GrpcConfig,
+    GrpcTlsConfig,
     HotFolderConfig,
     IngestConfig,
     StoreConfig,
@@ -47,6 +48,7 @@ __all__ = [
     "EdgeConfig",
     "FailDensityRule",
     "GrpcConfig",
+    "GrpcTlsConfig",
     "HotFolderConfig",
     "IngestConfig",
     "LowConfidenceStreakRule",
@@ -205,6 +207,31 @@ class MqttConfig(Section):
 
 
 # --------------------------------------------------------------------------- panel
+class PanelAuthConfig(Section):
+    """Operator login for the panel's state-changing actions (see docs/edge.md)."""
+
+    operator_token_hash: str | None = Field(
+        default=None,
+        pattern=r"^scrypt\$",
+        description="scrypt hash of the operator token ('waferscope edge panel-token-hash' "
+        "prints one). Set: acknowledging an alert (form or API) needs a login on /login or "
+        "'Authorization: Bearer <token>'. Empty: acknowledging is open to anyone who reaches "
+        "the panel.",
+    )
+    session_hours: float = Field(
+        default=12, gt=0, le=720, description="A login lasts this long (a restart ends it)."
+    )
+
+    @field_validator("operator_token_hash")
+    @classmethod
+    def _readable_hash(cls, value: str | None) -> str | None:
+        if value is not None:
+            from waferscope.edge.panel.operator_auth import parse_hash
+
+            parse_hash(value)  # TokenHashError is a ValueError: reported as a config error
+        return value
+
+
 class PanelConfig(Section):
     """The operator panel (local web page, JSON API, /metrics, /healthz, /readyz)."""
 
@@ -230,11 +257,20 @@ class PanelConfig(Section):
         description="Folders under which POST /api/model/reload may load a bundle, besides the "
         "folder holding model.path (or the shipped bundle).",
     )
+    read_only_open: bool = Field(
+        default=True,
+        description="Pages and the read-only API are open to anyone who reaches the panel. "
+        "False (with panel.auth.operator_token_hash): they need a login too; /healthz, /readyz "
+        "and /metrics stay open.",
+    )
+    auth: PanelAuthConfig = Field(default=PanelAuthConfig())
 
     @model_validator(mode="after")
     def _one_token(self) -> PanelConfig:
         if self.api_token is not None and self.api_token_file is not None:
             raise ValueError("set api_token or api_token_file, not both")
+        if not self.read_only_open and self.auth.operator_token_hash is None:
+            raise ValueError("read_only_open = false needs panel.auth.operator_token_hash")
         return self
 
 
@@ -316,6 +352,11 @@ class EdgeConfig(Section):
             value = getattr(tls, name)
             if value is not None:
                 setattr(tls, name, _under(base, value))
+        grpc_tls = cfg.ingest.grpc.tls
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            value = getattr(grpc_tls, name)
+            if value is not None:
+                setattr(grpc_tls, name, _under(base, value))
         if cfg.mqtt.password_file is not None:
             cfg.mqtt.password_file = _under(base, cfg.mqtt.password_file)
         if cfg.panel.api_token_file is not None:

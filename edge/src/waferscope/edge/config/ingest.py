@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from waferscope.protocols.settings import Section
 
@@ -46,6 +46,33 @@ class HotFolderConfig(Section):
     )
 
 
+class GrpcTlsConfig(Section):
+    """TLS for TesterIngest: a server certificate, and client certificates when client_ca_file
+    is set (mutual TLS)."""
+
+    cert_file: Path | None = Field(
+        default=None, description="Server certificate chain (PEM). Set with key_file: TLS only."
+    )
+    key_file: Path | None = Field(default=None, description="Server private key (PEM).")
+    client_ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) of the testers' client certificates. Set: mutual TLS, a "
+        "client without a certificate signed by it is refused.",
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> GrpcTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("set cert_file and key_file together")
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("client_ca_file (mutual TLS) needs cert_file and key_file")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None
+
+
 class GrpcConfig(Section):
     """The TesterIngest gRPC service for testers that push their files."""
 
@@ -61,6 +88,7 @@ class GrpcConfig(Section):
     response_timeout_s: float = Field(
         default=60, gt=0, description="How long a call waits for its wafers to be classified."
     )
+    tls: GrpcTlsConfig = Field(default=GrpcTlsConfig())
 
 
 class IngestConfig(Section):

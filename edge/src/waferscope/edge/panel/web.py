@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, JSONBody, URLEncodedBody
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
@@ -22,6 +22,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from waferscope.edge.device_info import agent_version, disk_usage
 from waferscope.edge.panel.access import ReloadGuard, ReloadRefusedError
 from waferscope.edge.panel.images import PictureCache
+from waferscope.edge.panel.login import (
+    OPEN,
+    ROUTES,
+    WRITES,
+    form_csrf_ok,
+    not_authorized,
+    operator_of,
+    panel_guard,
+    viewer,
+)
+from waferscope.edge.panel.operator_auth import OperatorAuth
 from waferscope.protocols import messages
 from waferscope.protocols.inference import result_map_png, result_overlay_png
 from waferscope.protocols.pb import common_pb2, result_pb2
@@ -145,12 +156,16 @@ def wafer_view(meta: dict[str, Any], r: result_pb2.WaferResult) -> dict[str, Any
 
 
 # --------------------------------------------------------------------------- pages
+AnyRequest = Request[Any, Any, Any]
+
+
 @get("/", sync_to_thread=True)
-def index(state: State) -> Template:
+def index(request: AnyRequest, state: State) -> Template:
     w = _w(state)
     return Template(
         template_name="index.html.j2",
         context={
+            "viewer": viewer(request),
             "status": status_view(w),
             "wafers": wafer_rows(w, w.config.panel.recent),
             "alerts": alert_rows(w, active_only=True, limit=20),
@@ -160,12 +175,13 @@ def index(state: State) -> Template:
 
 
 @get("/wafers/{result_id:str}", sync_to_thread=True)
-def wafer_page(state: State, result_id: FromPath[str]) -> Template:
+def wafer_page(request: AnyRequest, state: State, result_id: FromPath[str]) -> Template:
     w = _w(state)
     meta, result = _result(w, result_id)
     return Template(
         template_name="wafer.html.j2",
         context={
+            "viewer": viewer(request),
             "status": status_view(w),
             "wafer": wafer_view(meta, result),
             "refresh": w.config.panel.refresh_s * 6,
@@ -174,11 +190,12 @@ def wafer_page(state: State, result_id: FromPath[str]) -> Template:
 
 
 @get("/alerts", sync_to_thread=True)
-def alerts_page(state: State) -> Template:
+def alerts_page(request: AnyRequest, state: State) -> Template:
     w = _w(state)
     return Template(
         template_name="alerts.html.j2",
         context={
+            "viewer": viewer(request),
             "status": status_view(w),
             "alerts": alert_rows(w, active_only=False, limit=500),
             "refresh": w.config.panel.refresh_s,
@@ -190,15 +207,21 @@ def alerts_page(state: State) -> Template:
 class AckForm:
     by: str = "operator"
     back: str = "/"
+    csrf: str = ""
 
 
-@post("/alerts/{alert_id:str}/ack", sync_to_thread=True)
+@post("/alerts/{alert_id:str}/ack", sync_to_thread=True, opt=WRITES)
 def ack_form(
+    request: AnyRequest,
     state: State,
     alert_id: FromPath[str],
     data: URLEncodedBody[AckForm],
 ) -> Redirect:
-    _w(state).store.acknowledge(alert_id, data.by.strip()[:64] or "operator")
+    if not form_csrf_ok(request, data.csrf):
+        raise PermissionDeniedException("the form's CSRF token does not match the session")
+    name, via = operator_of(request)
+    by = name if via == "cookie" and name else data.by.strip()[:64] or "operator"
+    _w(state).store.acknowledge(alert_id, by)
     back = data.back if data.back.startswith("/") and not data.back.startswith("//") else "/"
     return Redirect(path=back, status_code=303)
 
@@ -251,11 +274,15 @@ class AckRequest:
     by: str = "api"
 
 
-@post("/api/alerts/{alert_id:str}/ack", sync_to_thread=True, status_code=200)
+@post("/api/alerts/{alert_id:str}/ack", sync_to_thread=True, status_code=200, opt=WRITES)
 def api_ack(
-    state: State, alert_id: FromPath[str], data: JSONBody[AckRequest | None] = None
+    request: AnyRequest,
+    state: State,
+    alert_id: FromPath[str],
+    data: JSONBody[AckRequest | None] = None,
 ) -> dict[str, Any]:
-    by = (data.by if data else "api").strip()[:64] or "api"
+    name, via = operator_of(request)
+    by = name if via == "cookie" and name else (data.by if data else "api").strip()[:64] or "api"
     changed = _w(state).store.acknowledge(alert_id, by)
     return {"alert_id": alert_id, "acknowledged": True, "changed": changed}
 
@@ -265,7 +292,7 @@ class ReloadRequest:
     path: str | None = None
 
 
-@post("/api/model/reload", sync_to_thread=True, status_code=200)
+@post("/api/model/reload", sync_to_thread=True, status_code=200, opt=OPEN)
 def api_reload(
     request: Request[Any, Any, Any], state: State, data: JSONBody[ReloadRequest | None] = None
 ) -> Response[dict[str, Any]]:
@@ -298,17 +325,17 @@ def api_reload(
 
 
 # --------------------------------------------------------------------------- operations
-@get("/metrics", sync_to_thread=True)
+@get("/metrics", sync_to_thread=True, opt=OPEN)
 def metrics(state: State) -> Response[bytes]:
     return Response(generate_latest(_w(state).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/healthz", sync_to_thread=False, media_type=MediaType.TEXT)
+@get("/healthz", sync_to_thread=False, media_type=MediaType.TEXT, opt=OPEN)
 def healthz() -> str:
     return "ok"
 
 
-@get("/readyz", sync_to_thread=True)
+@get("/readyz", sync_to_thread=True, opt=OPEN)
 def readyz(state: State) -> Response[dict[str, Any]]:
     w = _w(state)
     reasons = []
@@ -340,14 +367,18 @@ def create_app(wiring: Wiring) -> Litestar:
             metrics,
             healthz,
             readyz,
-            create_static_files_router(path="/static", directories=[HERE / "static"]),
+            *ROUTES,
+            create_static_files_router(path="/static", directories=[HERE / "static"], opt=OPEN),
         ],
+        guards=[panel_guard],
+        exception_handlers={NotAuthorizedException: not_authorized},
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
         state=State(
             {
                 "wiring": wiring,
                 "pictures": PictureCache(),
                 "reload_guard": ReloadGuard.from_config(wiring.config),
+                "operator_auth": OperatorAuth.from_config(wiring.config.panel),
             }
         ),
         openapi_config=None,

@@ -27,6 +27,7 @@ from waferscope.hub.upload import UploadError, parse_upload, store_upload
 from waferscope.hub.web.security import require
 from waferscope.hub.web.views import (
     AnyRequest,
+    Offset,
     alert_json,
     client_addr,
     cursor,
@@ -167,7 +168,7 @@ def shap_values(
 # --------------------------------------------------------------------------- review
 @get(f"{V1}/queue", opt=_perm(auth.VIEW), sync_to_thread=True)
 def get_queue(
-    request: AnyRequest, limit: FromQuery[int] = 50, offset: FromQuery[int] = 0
+    request: AnyRequest, limit: FromQuery[int] = 50, offset: Offset = 0
 ) -> dict[str, Any]:
     """Open review items, most urgent first."""
     with hub_of(request).db.session() as s:
@@ -238,7 +239,7 @@ def get_alerts(
     acknowledged: FromQuery[bool | None] = None,
     severity: FromQuery[str | None] = None,
     limit: FromQuery[int] = 100,
-    offset: FromQuery[int] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Alerts from edges and hub rules, newest first."""
     with hub_of(request).db.session() as s:
@@ -284,16 +285,23 @@ def get_devices(request: AnyRequest) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- upload / export
+@dataclass
+class UploadForm:
+    """The upload's multipart body: the file in field ``data`` (a form without it is a 400)."""
+
+    data: UploadFile
+
+
 @post(f"{V1}/uploads", opt=_perm(auth.UPLOAD), sync_to_thread=True)
 def upload(
     request: AnyRequest,
-    data: MultipartBody[UploadFile],
+    data: MultipartBody[UploadForm],
 ) -> dict[str, Any]:
     """Upload a tester file (any format protocols reads); its wafers enter the review queue."""
     who = require(request)
     hub = hub_of(request)
-    content = data.file.read()
-    name = data.filename or "upload"
+    content = data.data.file.read()
+    name = data.data.filename or "upload"
     try:
         parsed = parse_upload(content, name, hub.classifier)
     except (UploadError, WaferscopeError) as exc:

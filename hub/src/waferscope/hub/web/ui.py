@@ -20,7 +20,15 @@ from waferscope.hub.web.charts import trend_svg
 from waferscope.hub.web.pictures import PictureCache, map_png, overlay_png, region_png
 from waferscope.hub.web.security import current, require
 from waferscope.hub.web.ui_support import load_heatmap, load_map, map_key
-from waferscope.hub.web.views import AnyRequest, cursor, hub_of, load_detail, result_filter, when
+from waferscope.hub.web.views import (
+    AnyRequest,
+    Offset,
+    cursor,
+    hub_of,
+    load_detail,
+    result_filter,
+    when,
+)
 
 PICTURES = PictureCache()
 PNG_HEADERS = {"Cache-Control": "private, max-age=86400"}
@@ -55,7 +63,7 @@ async def home() -> Redirect:
 
 
 @get("/ui/queue", opt=_perm(auth.VIEW), sync_to_thread=True)
-def queue_page(request: AnyRequest, page_no: FromQuery[int] = 0) -> Template:
+def queue_page(request: AnyRequest, page_no: Offset = 0) -> Template:
     hub = hub_of(request)
     size = hub.config.review.page_size
     with hub.db.session() as s:

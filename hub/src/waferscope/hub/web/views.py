@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from litestar import Request
 from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
 
 from waferscope.hub.db.schema import AlertRow, Delivery, Device, Result
 from waferscope.hub.store.queries import Cursor, ResultFilter, WaferDetail, wafer_detail
@@ -15,6 +16,11 @@ if TYPE_CHECKING:
     from waferscope.hub.app import Hub
 
 AnyRequest = Request[Any, Any, Any]
+
+MAX_OFFSET: Final = 10**9
+# A row offset / page number the database can hold (SQLite and PostgreSQL take 64-bit OFFSETs);
+# a larger one is a 400, not an overflow in the driver.
+Offset = Annotated[int, Parameter(le=MAX_OFFSET)]
 
 
 def hub_of(request: AnyRequest) -> Hub:
