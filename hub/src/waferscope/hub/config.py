@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from waferscope.hub.drift.config import DriftConfig
 from waferscope.protocols.errors import TopicError
 from waferscope.protocols.topics import validate_id
 
@@ -440,6 +441,7 @@ class HubConfig(Section):
     http: HttpConfig = Field(default=HttpConfig())
     auth: AuthConfig = Field(default=AuthConfig())
     alerts: AlertRulesConfig = Field(default=AlertRulesConfig())
+    drift: DriftConfig = Field(default=DriftConfig())
     notify: NotifyConfig = Field(default=NotifyConfig())
     engine: EngineConfig = Field(default=EngineConfig())
     tracing: TracingConfig = Field(default=TracingConfig())
