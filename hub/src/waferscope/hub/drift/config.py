@@ -41,7 +41,8 @@ class DriftConfig(BaseModel):
     min_results: int = Field(
         default=50,
         ge=5,
-        description="Both windows need at least this many results for a test (else 'insufficient').",
+        description="Both windows need at least this many results for a test (else "
+        "'insufficient').",
     )
     alpha: float = Field(
         default=0.01, gt=0, lt=1, description="Alert when a corrected p-value falls below this."

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,10 +118,15 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return [float(x) for x in out]
 
 
-CORRECTIONS = {
+def uncorrected(p_values: Sequence[float]) -> list[float]:
+    """The p-values as they are (correction 'none')."""
+    return [float(x) for x in p_values]
+
+
+CORRECTIONS: dict[str, Callable[[Sequence[float]], list[float]]] = {
     "bh": benjamini_hochberg,
     "holm": holm,
-    "none": lambda p: [float(x) for x in p],
+    "none": uncorrected,
 }
 """Correction methods by their configuration name."""
 
@@ -130,7 +135,7 @@ CORRECTIONS = {
 def _sq_distances(z: Floats) -> Floats:
     sq = np.einsum("ij,ij->i", z, z)
     d = sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)
-    return np.maximum(d, 0.0)
+    return np.asarray(np.maximum(d, 0.0), dtype=np.float64)
 
 
 def _mmd2(k: Floats, x: npt.NDArray[np.intp], y: npt.NDArray[np.intp]) -> float:
