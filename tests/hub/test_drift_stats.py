@@ -100,3 +100,21 @@ def test_mmd_flags_a_shifted_embedding_stream_and_not_a_steady_one() -> None:
 def test_mmd_refuses_mismatched_embeddings() -> None:
     with pytest.raises(ValueError, match="one d"):
         mmd_test(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_mmd_statistic_is_the_unbiased_estimate() -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(30, 5)), rng.normal(size=(40, 5)) + 0.3
+    e = mmd_test(x, y, permutations=19, max_samples=100)
+    g = 2 * e.bandwidth**2  # exp(-d² / σ²) with σ² = median squared distance = bandwidth²
+
+    def k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (g / 2))
+
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    expected = (
+        (kxx.sum() - np.trace(kxx)) / (30 * 29)
+        + (kyy.sum() - np.trace(kyy)) / (40 * 39)
+        - 2 * kxy.mean()
+    )
+    assert e.mmd2 == pytest.approx(expected, rel=1e-9)

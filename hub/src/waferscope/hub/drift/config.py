@@ -53,7 +53,11 @@ class DriftConfig(BaseModel):
         "Benjamini–Hochberg ('bh'), Holm ('holm') or none.",
     )
     permutations: int = Field(
-        default=200, ge=19, le=10_000, description="Permutations of the MMD test."
+        default=1000,
+        ge=19,
+        le=100_000,
+        description="Permutations of the MMD test (its p-value is at least 1 / (1 + this): keep "
+        "it well above pairs / alpha, or a corrected p-value cannot fall below alpha).",
     )
     max_samples: int = Field(
         default=300,

@@ -38,6 +38,7 @@ log = logging.getLogger("waferscope.hub.drift")
 CLASS_RULE = "drift-classes"
 EMBEDDING_RULE = "drift-embedding"
 R = table(Result).c
+SNAPSHOT_COLUMNS = tuple(c.name for c in table(DriftSnapshot).c if c.name != "id")
 A = table(AlertRow).c
 
 
@@ -170,7 +171,7 @@ class DriftMonitor:
     def _evaluate(self, conn: Connection, device: str, model: str, now: datetime) -> dict[str, Any]:
         cfg = self.config
         ref = self.reference(conn, device, model)
-        row: dict[str, Any] = {
+        row: dict[str, Any] = dict.fromkeys(SNAPSHOT_COLUMNS) | {
             "computed_at": now,
             "device_id": device,
             "model_version": model,
