@@ -3,21 +3,19 @@ p-value/PSI history of one pair (``/ui/drift``, ``GET /api/v1/drift``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Router, get
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery
 from litestar.response import Template
 
 from waferscope.hub import auth
+from waferscope.hub.app import Hub  # at runtime: litestar resolves the handlers' annotations
 from waferscope.hub.drift.report import history, latest, snapshot_view
 from waferscope.hub.web.drift_charts import histogram_svg, history_svg
 from waferscope.hub.web.ui import page
 from waferscope.hub.web.views import AnyRequest, hub_of, iso
-
-if TYPE_CHECKING:
-    from waferscope.hub.app import Hub
 
 VIEW = {"permission": auth.VIEW}
 
@@ -50,7 +48,7 @@ def _config_view(hub: Hub) -> dict[str, Any]:
 
 @get("/api/v1/drift", opt=VIEW, sync_to_thread=True)
 def drift_api(
-    hub: Hub,
+    hub: NamedDependency[Hub],
     device: FromQuery[str | None] = None,
     model_version: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
@@ -81,7 +79,7 @@ def drift_api(
 @get("/ui/drift", opt=VIEW, sync_to_thread=True)
 def drift_page(
     request: AnyRequest,
-    hub: Hub,
+    hub: NamedDependency[Hub],
     device: FromQuery[str | None] = None,
     model_version: FromQuery[str | None] = None,
 ) -> Template:
