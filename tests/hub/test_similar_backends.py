@@ -16,6 +16,7 @@ from waferscope.hub.db.engine import Database, utcnow
 from waferscope.hub.db.schema import Result
 from waferscope.hub.review_policy import UncertaintyFirst
 from waferscope.hub.similar import SimilarWafers
+from waferscope.hub.similar_pg import search_sql
 from waferscope.hub.store.ingest import Batch, result_rows, write_batch
 
 SELECTOR = UncertaintyFirst(ReviewConfig(threshold=0.6, sample_rate=0.1))
@@ -85,13 +86,7 @@ def test_pgvector_copies_new_results_incrementally(
         ).scalars()
         assert "ix_result_vectors_hnsw_64" in set(indexes)  # 8 x 8 pooled test embeddings
         conn.execute(text("SET LOCAL enable_seqscan = off"))  # the planner's choice at scale
-        plan = "\n".join(
-            conn.execute(
-                text(
-                    "EXPLAIN SELECT result_id FROM result_vectors WHERE dims = 64 "
-                    "ORDER BY embedding::vector(64) <=> CAST(:q AS vector(64)) LIMIT 5"
-                ),
-                {"q": "[" + ",".join(["0.5"] * 64) + "]"},
-            ).scalars()
-        )
+        explain = text("EXPLAIN " + search_sql(64).text)
+        params = {"q": "[" + ",".join(["0.5"] * 64) + "]", "m": "2026.03.1", "w": "x", "k": 5}
+        plan = "\n".join(conn.execute(explain, params).scalars())
     assert "ix_result_vectors_hnsw_64" in plan

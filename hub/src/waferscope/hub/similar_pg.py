@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, TextClause, select, text
 
 from waferscope.hub.db.engine import Database
 from waferscope.hub.db.schema import Result, table
@@ -37,6 +37,19 @@ def pgvector_ready(db: Database) -> bool:
         return False
     with db.connect(write=False) as conn:
         return conn.execute(text("SELECT to_regclass('result_vectors')")).scalar() is not None
+
+
+def search_sql(dims: int) -> TextClause:
+    """The k-nearest query for one embedding length. ``dims`` is a literal, not a parameter: the
+    planner can only use the partial index ``WHERE dims = d`` when it sees the value, and a
+    prepared statement's generic plan would not."""
+    d = int(dims)
+    return text(
+        f"SELECT result_id, wafer_ref, embedding::vector({d}) <=> CAST(:q AS vector({d})) "
+        f"AS distance FROM result_vectors WHERE dims = {d} AND model_version = :m "
+        f"AND wafer_ref <> :w ORDER BY embedding::vector({d}) <=> CAST(:q AS vector({d})) "
+        "LIMIT :k"
+    )
 
 
 def vector_text(blob: bytes) -> str:
@@ -152,14 +165,8 @@ class PgVectorIndex:
             conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, 2 * k)}"))
             conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
             found = conn.execute(
-                text(
-                    f"SELECT result_id, wafer_ref, embedding::vector({dims}) <=> "
-                    f"CAST(:q AS vector({dims})) AS distance FROM result_vectors "
-                    "WHERE dims = :d AND model_version = :m AND wafer_ref <> :w "
-                    f"ORDER BY embedding::vector({dims}) <=> CAST(:q AS vector({dims})) "
-                    "LIMIT :k"
-                ),
-                {"q": row.q, "d": dims, "m": row.model_version, "w": row.wafer_ref, "k": k},
+                search_sql(dims),
+                {"q": row.q, "m": row.model_version, "w": row.wafer_ref, "k": k},
             ).all()
         # relaxed order: the index returns nearly sorted rows; sort the k exactly
         return sorted(
