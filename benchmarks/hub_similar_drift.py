@@ -28,6 +28,7 @@ from waferscope.hub.db.schema import Result, Wafer, table
 from waferscope.hub.drift.config import DriftConfig
 from waferscope.hub.drift.job import DriftMonitor
 from waferscope.hub.similar import SimilarWafers
+from waferscope.hub.similar_pg import search_sql
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DIM = 128
@@ -150,7 +151,16 @@ def bench_search(n: int) -> None:
                     size = conn.execute(
                         text("SELECT pg_total_relation_size('result_vectors')")
                     ).scalar()
-                extra = f" table+index {size / 2**20:.0f} MiB on disk"
+                    q = conn.execute(
+                        text("SELECT embedding::text FROM result_vectors LIMIT 1")
+                    ).scalar()
+                    conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+                    plan = conn.execute(
+                        text("EXPLAIN " + search_sql(DIM).text),
+                        {"q": q, "m": "2026.11.0", "w": "-", "k": 10},
+                    ).scalars()
+                    scan = next((line for line in plan if "Scan" in line), "?").strip()
+                extra = f" table+index {size / 2**20:.0f} MiB on disk; plan: {scan}"
             lat.sort()
             p50, p95 = statistics.median(lat), lat[int(0.95 * len(lat))]
             print(

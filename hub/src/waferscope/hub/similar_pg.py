@@ -29,6 +29,7 @@ log = logging.getLogger("waferscope.hub.similar")
 R = table(Result).c
 LOOK_BACK = timedelta(minutes=5)  # batches of several ingest workers commit out of order
 SYNC_BATCH = 5000
+ANALYZE_AFTER = 1000  # rows copied in one sync
 
 
 def pgvector_ready(db: Database) -> bool:
@@ -140,10 +141,14 @@ class PgVectorIndex:
                 dims_seen |= dims
                 if last is None:
                     break
-            if dims_seen - self._indexed_dims:
+            new_dims = dims_seen - self._indexed_dims
+            if new_dims or copied >= ANALYZE_AFTER:
                 with self.db.connect() as conn:
-                    for d in sorted(dims_seen - self._indexed_dims):
+                    for d in sorted(new_dims):
                         self._ensure_index(conn, d)
+                    # fresh statistics, or the planner takes the btree for selective and scans
+                    # every embedding of the model version instead of walking the HNSW graph
+                    conn.execute(text("ANALYZE result_vectors"))
             self._synced_at = time.monotonic()
         return copied
 
