@@ -92,3 +92,30 @@ def test_pgvector_copies_new_results_incrementally(
         params = {"q": "[" + ",".join(["0.5"] * 64) + "]", "m": "2026.03.1", "w": "x", "k": 5}
         plan = "\n".join(conn.execute(explain, params).scalars())
     assert "ix_result_vectors_hnsw_64" in plan
+
+
+def test_the_hub_keeps_result_vectors_filled_in_the_background(
+    tmp_path: Path, db_url: str, data_dir: Path
+) -> None:
+    from hub_support import wait_for
+    from hub_testing import feed, hub_config
+
+    from waferscope.hub.app import Hub
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("pgvector is PostgreSQL only")
+    hub = Hub(hub_config(tmp_path, db_url))
+    try:
+        if hub.similar.backend != "pgvector":
+            pytest.skip("the vector extension is not installed in this PostgreSQL")
+        hub.similar.refresh_s = 0.2
+        hub.start_background(ingest=False)
+        feed(hub, list(results(data_dir, 25)))
+
+        def copied() -> int:
+            with hub.db.connect(write=False) as conn:
+                return int(conn.execute(text("SELECT count(*) FROM result_vectors")).scalar() or 0)
+
+        wait_for(lambda: copied() == 25, 20, what="embeddings copied by the sync thread")
+    finally:
+        hub.stop()

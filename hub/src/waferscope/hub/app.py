@@ -134,6 +134,7 @@ class Hub:
             self.rules.start()
             if self.config.drift.enabled:
                 self.drift.start()
+            self.similar.start()
 
     def stop(self) -> None:
         if self.ingest is not None:
@@ -141,6 +142,7 @@ class Hub:
         self.notifier.stop()
         self.rules.stop()
         self.drift.stop()
+        self.similar.stop()
         self.db.dispose()
 
     def ready(self) -> dict[str, bool]:

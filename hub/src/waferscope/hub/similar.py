@@ -11,6 +11,7 @@ seconds, so a query is one matrix-vector product.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from waferscope.hub.db.schema import Result
 
 if TYPE_CHECKING:
     from waferscope.hub.similar_pg import PgVectorIndex
+
+log = logging.getLogger("waferscope.hub.similar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,8 @@ class SimilarWafers:
         self.refresh_s = refresh_s
         self._wanted = backend
         self._impl: MemoryIndex | PgVectorIndex | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _backend(self) -> MemoryIndex | PgVectorIndex:
         if self._impl is None:
@@ -169,6 +174,27 @@ class SimilarWafers:
         """pgvector: copy new embeddings into the index table now (memory: nothing to do)."""
         impl = self._backend()
         return 0 if isinstance(impl, MemoryIndex) else impl.sync()
+
+    def start(self) -> None:
+        """pgvector: keep copying new embeddings every ``refresh_s`` in a thread, so that a
+        query never pays for a long backlog (memory: nothing to do)."""
+        if self.backend != "pgvector" or self._thread is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(self.refresh_s):
+                try:
+                    self.sync()
+                except Exception:  # the next round tries again; queries sync themselves too
+                    log.exception("copying embeddings into result_vectors failed")
+
+        self._thread = threading.Thread(target=run, name="hub-similar-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
 
     def query(self, result_id: str, *, k: int = 8) -> list[Neighbour]:
         """The ``k`` nearest other wafers of the same model version (empty without embedding)."""
