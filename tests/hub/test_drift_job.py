@@ -110,3 +110,27 @@ def test_a_date_range_reference_and_a_time_bounded_current_window(
 def test_config_refuses_a_date_reference_without_dates() -> None:
     with pytest.raises(ValidationError, match="reference_from"):
         DriftConfig(reference="dates")
+
+
+def test_drift_command_runs_the_job_once(tmp_path: Path, data_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        'data_dir = "state"\n[drift]\n' + "".join(f"{k} = {v}\n" for k, v in DRIFT.items())
+    )
+    hub = Hub(hub_config(tmp_path, f"sqlite:///{tmp_path / 'state' / 'hub.sqlite'}"))
+    feed(hub, stream(data_dir, "edge-drift", drifting=True, offset=2000))
+    hub.stop()
+    waferscope = Path(sys.executable).with_name("waferscope")
+    res = subprocess.run(
+        [str(waferscope), "hub", "drift", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "edge-drift / 2026.03.1: drift (reference 150, current 150; class p" in res.stdout
+    assert "1 device/model pairs" in res.stdout
