@@ -60,6 +60,16 @@ if [ "${WAFERSCOPE_SKIP_SYSTEM:-0}" != "1" ]; then
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || echo "setup: continuing without ${missing[*]}" >&2
   fi
+  # pgvector: the hub's similar-wafer search on PostgreSQL (docs/hub.md). Only where a PostgreSQL
+  # server is installed; the package is postgresql-<major>-pgvector (Debian 13, the PGDG
+  # repository). Without it the hub uses its in-memory index and the pgvector tests skip.
+  if command -v pg_config >/dev/null 2>&1; then
+    pg_major=$(pg_config --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+    if [ ! -f "$(pg_config --sharedir)/extension/vector.control" ]; then
+      apt_install "postgresql-${pg_major}-pgvector" \
+        || echo "setup: continuing without pgvector (similar search stays in memory)" >&2
+    fi
+  fi
   # promtool checks the alert rules (tests/monitoring); it ships in Debian's prometheus package.
   # Only the tool is wanted: no recommends (node exporter), and the Prometheus server the package
   # starts and enables is stopped and disabled, so nothing of ours listens on port 9090.

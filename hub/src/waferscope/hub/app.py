@@ -1,7 +1,8 @@
 """The composition root: builds the hub's parts from a configuration and wires them together.
 
 Nothing here decides anything; each part lives in its own module. ``Hub`` owns the database, the
-blob store, the metrics, the ingest worker, the notifier, the rule runner and the web app.
+blob store, the metrics, the ingest worker, the notifier, the rule runner, the drift job and the
+web app.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from waferscope.hub.blobs import BlobStore, open_blob_store
 from waferscope.hub.config import HubConfig
 from waferscope.hub.db import migrate
 from waferscope.hub.db.engine import Database
+from waferscope.hub.db.schema import DriftSnapshot
+from waferscope.hub.drift.job import DriftMonitor
+from waferscope.hub.drift.report import DriftCollector, latest
 from waferscope.hub.ingest.handler import BatchWriter
 from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics
@@ -81,6 +85,13 @@ class Hub:
         )
         self.notifier = Notifier(self.db, self.channels, config.notify, self.metrics)
         self.rules = RuleRunner(self.db, config.alerts, self.channels, self.metrics)
+        self.drift = DriftMonitor(
+            self.db,
+            config.drift,
+            [(c.name, c.min_severity) for c in self.channels],
+            on_alert=lambda rule: self.metrics.hub_alerts.labels(rule=rule).inc(),
+        )
+        self.metrics.registry.register(DriftCollector(self._latest_drift))
         secret = (
             config.auth.jwt_secret.get_secret_value()
             if config.auth.jwt_secret is not None
@@ -94,6 +105,10 @@ class Hub:
             else UnclassifiedPipeline()
         )
         self._explainer: ShapExplainer | None = None
+
+    def _latest_drift(self) -> list[DriftSnapshot]:
+        with self.db.session() as s:
+            return list(latest(s))
 
     @property
     def explainer(self) -> ShapExplainer | None:
@@ -117,12 +132,17 @@ class Hub:
         if services and self.worker == 0:
             self.notifier.start()
             self.rules.start()
+            if self.config.drift.enabled:
+                self.drift.start()
+            self.similar.start()
 
     def stop(self) -> None:
         if self.ingest is not None:
             self.ingest.stop()
         self.notifier.stop()
         self.rules.stop()
+        self.drift.stop()
+        self.similar.stop()
         self.db.dispose()
 
     def ready(self) -> dict[str, bool]:

@@ -165,6 +165,29 @@ def export_labels(
     )
 
 
+@app.command("drift")
+def drift(config: ConfigOpt = None) -> None:
+    """Run the drift job once now (as worker 0 does every drift.interval_s) and print it."""
+    from waferscope.hub.drift.job import DriftMonitor
+
+    cfg, db = _database(config)
+    rows = DriftMonitor(db, cfg.drift).run_once()
+    db.dispose()
+    for r in rows:
+        figures = (
+            f"class p {r['class_p_adjusted']:.2g} PSI {r['psi']:.3f}"
+            if r["class_p_adjusted"] is not None
+            else "class p -"
+        )
+        if r["mmd_p_adjusted"] is not None:
+            figures += f", MMD² {r['mmd2']:.4f} p {r['mmd_p_adjusted']:.2g}"
+        print(
+            f"{r['device_id']} / {r['model_version']}: {r['status']} "
+            f"(reference {r['reference_n']}, current {r['current_n']}; {figures})"
+        )
+    print(f"{len(rows)} device/model pairs; alerts go through the hub's deliveries")
+
+
 @user_app.command("add")
 def user_add(
     username: str,

@@ -1,16 +1,21 @@
 """Similar past wafers by embedding distance (cosine), for the wafer page.
 
-Embeddings are the engine's (sent by edges configured to send them), so only results of the same
-model version are comparable. The candidates are the newest ``max_candidates`` results of that
-version that carry an embedding; they are loaded once into a matrix and topped up with newer rows
-at most every ``refresh_s`` seconds, so a query is one matrix-vector product.
+Embeddings are the engine's (edges send them unless ``mqtt.include_embedding`` is off), so only
+results of the same model version are comparable. :class:`SimilarWafers` picks the backend the
+database offers: on PostgreSQL with pgvector, an HNSW index inside the database
+(:mod:`waferscope.hub.similar_pg`; nothing held in the hub's memory); elsewhere the bounded
+in-memory index below: the newest ``max_candidates`` results of a version that carry an
+embedding, loaded once into a matrix and topped up with newer rows at most every ``refresh_s``
+seconds, so a query is one matrix-vector product.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +23,11 @@ from sqlalchemy import select
 
 from waferscope.hub.db.engine import Database
 from waferscope.hub.db.schema import Result
+
+if TYPE_CHECKING:
+    from waferscope.hub.similar_pg import PgVectorIndex
+
+log = logging.getLogger("waferscope.hub.similar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +53,9 @@ def _normalise(m: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return np.asarray(m / norms, dtype=np.float32)
 
 
-class SimilarWafers:
+class MemoryIndex:
+    """The newest ``max_candidates`` embeddings per model version, as normalised matrices."""
+
     def __init__(
         self, db: Database, *, max_candidates: int = 50_000, refresh_s: float = 30
     ) -> None:
@@ -115,3 +127,75 @@ class SimilarWafers:
             if len(out) >= k:
                 break
         return out
+
+
+class SimilarWafers:
+    """The ``k`` nearest past wafers of a result, from pgvector where the database has it
+    (``backend`` 'pgvector'), else from the bounded in-memory index ('memory')."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_candidates: int = 50_000,
+        refresh_s: float = 30,
+        backend: str = "auto",
+    ) -> None:
+        self.db = db
+        self.max_candidates = max_candidates
+        self.refresh_s = refresh_s
+        self._wanted = backend
+        self._impl: MemoryIndex | PgVectorIndex | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _backend(self) -> MemoryIndex | PgVectorIndex:
+        if self._impl is None:
+            from waferscope.hub.similar_pg import PgVectorIndex, pgvector_ready
+
+            use_pg = self._wanted == "pgvector" or (
+                self._wanted == "auto" and pgvector_ready(self.db)
+            )
+            self._impl = (
+                PgVectorIndex(self.db, refresh_s=self.refresh_s)
+                if use_pg
+                else MemoryIndex(
+                    self.db, max_candidates=self.max_candidates, refresh_s=self.refresh_s
+                )
+            )
+        return self._impl
+
+    @property
+    def backend(self) -> str:
+        """'pgvector' or 'memory' (decided on first use)."""
+        return "memory" if isinstance(self._backend(), MemoryIndex) else "pgvector"
+
+    def sync(self) -> int:
+        """pgvector: copy new embeddings into the index table now (memory: nothing to do)."""
+        impl = self._backend()
+        return 0 if isinstance(impl, MemoryIndex) else impl.sync()
+
+    def start(self) -> None:
+        """pgvector: keep copying new embeddings every ``refresh_s`` in a thread, so that a
+        query never pays for a long backlog (memory: nothing to do)."""
+        if self.backend != "pgvector" or self._thread is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(self.refresh_s):
+                try:
+                    self.sync()
+                except Exception:  # the next round tries again; queries sync themselves too
+                    log.exception("copying embeddings into result_vectors failed")
+
+        self._thread = threading.Thread(target=run, name="hub-similar-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def query(self, result_id: str, *, k: int = 8) -> list[Neighbour]:
+        """The ``k`` nearest other wafers of the same model version (empty without embedding)."""
+        return self._backend().query(result_id, k=k)

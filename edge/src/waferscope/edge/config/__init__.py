@@ -187,7 +187,12 @@ class MqttConfig(Section):
     heartbeat_s: float = Field(
         default=30, gt=0, description="Period of the retained status message."
     )
-    include_embedding: bool = Field(default=False, description="Send each wafer's embedding.")
+    include_embedding: bool = Field(
+        default=True,
+        description="Send each wafer's embedding (128 float32 for the shipped engine: about 0.5 "
+        "KiB more per result in protobuf, about 1.4 KiB in JSON; the hub's similar-wafer search "
+        "and embedding drift use it).",
+    )
     include_heatmap: bool = Field(
         default=True, description="Send the heatmap inline in each result."
     )

@@ -29,6 +29,7 @@ from waferscope.hub.config.alerts import (
     WebhookConfig,
 )
 from waferscope.hub.config.storage import BlobConfig, DatabaseConfig, S3Config
+from waferscope.hub.drift.config import DriftConfig
 from waferscope.protocols.errors import TopicError
 from waferscope.protocols.settings import ClientTlsSection, Section, TracingSection
 from waferscope.protocols.topics import validate_id
@@ -272,6 +273,7 @@ class HubConfig(Section):
     http: HttpConfig = Field(default=HttpConfig())
     auth: AuthConfig = Field(default=AuthConfig())
     alerts: AlertRulesConfig = Field(default=AlertRulesConfig())
+    drift: DriftConfig = Field(default=DriftConfig())
     notify: NotifyConfig = Field(default=NotifyConfig())
     engine: EngineConfig = Field(default=EngineConfig())
     tracing: TracingConfig = Field(default=TracingConfig())

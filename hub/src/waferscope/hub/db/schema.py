@@ -159,6 +159,7 @@ class Result(Base):
         Index(None, "model_version", "classified_time", "result_id"),
         Index(None, "device_id", "sequence"),
         Index(None, "wafer_ref"),
+        Index(None, "device_id", "model_version", "classified_time"),  # drift windows
     )
 
 
@@ -346,3 +347,44 @@ class DeadLetter(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (Index(None, "received_at"),)
+
+
+class DriftSnapshot(Base):
+    """One drift run's figures for one (device, model version): reference vs current window."""
+
+    __tablename__ = "drift_snapshots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    computed_at: Mapped[datetime] = mapped_column(DateTime)
+    device_id: Mapped[str] = mapped_column(NAME)
+    model_version: Mapped[str] = mapped_column(NAME)
+    status: Mapped[str] = mapped_column(String(16))  # ok | drift | insufficient
+    reference_n: Mapped[int] = mapped_column(Integer, default=0)
+    current_n: Mapped[int] = mapped_column(Integer, default=0)
+    reference_start: Mapped[datetime | None] = mapped_column(DateTime)
+    reference_end: Mapped[datetime | None] = mapped_column(DateTime)
+    current_start: Mapped[datetime | None] = mapped_column(DateTime)
+    current_end: Mapped[datetime | None] = mapped_column(DateTime)
+    classes: Mapped[list[Any] | None] = mapped_column(JSON)
+    reference_counts: Mapped[list[Any] | None] = mapped_column(JSON)
+    current_counts: Mapped[list[Any] | None] = mapped_column(JSON)
+    chi2: Mapped[float | None] = mapped_column(Float)
+    class_p: Mapped[float | None] = mapped_column(Float)
+    class_p_adjusted: Mapped[float | None] = mapped_column(Float)
+    js_distance: Mapped[float | None] = mapped_column(Float)
+    psi: Mapped[float | None] = mapped_column(Float)
+    embedding_n: Mapped[int] = mapped_column(Integer, default=0)
+    mmd2: Mapped[float | None] = mapped_column(Float)
+    mmd_p: Mapped[float | None] = mapped_column(Float)
+    mmd_p_adjusted: Mapped[float | None] = mapped_column(Float)
+    correction: Mapped[str] = mapped_column(String(8), default="bh")
+
+    __table_args__ = (
+        Index(None, "computed_at"),
+        Index(None, "device_id", "model_version", "computed_at"),
+    )
+
+
+PG_VECTOR_TABLES = ("result_vectors",)
+"""Tables only a PostgreSQL with pgvector has (migration 0003 creates them there; the portable
+models above do not describe them): ``result_vectors`` holds each result's embedding as a
+``vector`` for the similar-wafer search (``waferscope.hub.similar_pg``)."""

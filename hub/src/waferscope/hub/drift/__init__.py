@@ -1,0 +1,1 @@
+"""Drift monitoring at the hub: statistics, the periodic job, its snapshots and metrics."""
