@@ -209,6 +209,25 @@ class ReviewConfig(Section):
         "The choice is a hash of the result id, so a redelivered result is chosen the same way.",
     )
     page_size: int = Field(default=50, ge=5, le=500, description="Rows per page in the UI lists.")
+    selector: Literal["uncertainty_first", "entropy", "entropy_kcenter"] = Field(
+        default="uncertainty_first",
+        description="Queue selector (review_policy.SELECTORS): uncertainty_first (confidence "
+        "threshold), entropy (normalised entropy of the class distribution) or entropy_kcenter "
+        "(entropy times k-center distance over the engine's embeddings).",
+    )
+    entropy_threshold: float = Field(
+        default=0.35,
+        ge=0,
+        le=1,
+        description="entropy selectors: results at or above this normalised entropy are queued.",
+    )
+    diversity_pool: int = Field(
+        default=512,
+        ge=2,
+        le=20000,
+        description="entropy_kcenter: embeddings of recently queued results kept as k-center "
+        "centres (bounds memory and time per result).",
+    )
 
 
 # --------------------------------------------------------------------------- web
