@@ -230,6 +230,27 @@ class ReviewConfig(Section):
     )
 
 
+class TrainingConfig(Section):
+    """When the hub asks a training worker for a fine-tuned candidate (training jobs)."""
+
+    label_trigger: int = Field(
+        default=200,
+        ge=0,
+        description="Create a training job when this many reviewer labels were set or changed "
+        "since the last job was created (0 = never on labels).",
+    )
+    drift_kinds: list[str] = Field(
+        default_factory=lambda: ["drift"],
+        description="Alerts whose rule kind is one of these create a training job (once per "
+        "alert raised after the last job).",
+    )
+    log_max_chars: int = Field(
+        default=200_000,
+        ge=1000,
+        description="A job keeps the tail of its worker's log up to this many characters.",
+    )
+
+
 # --------------------------------------------------------------------------- web
 class HttpTlsConfig(Section):
     cert_file: Path | None = Field(default=None, description="Server certificate (PEM).")
@@ -456,6 +477,7 @@ class HubConfig(Section):
     mqtt: MqttConfig = Field(default=MqttConfig())
     ingest: IngestConfig = Field(default=IngestConfig())
     review: ReviewConfig = Field(default=ReviewConfig())
+    training: TrainingConfig = Field(default=TrainingConfig())
     http: HttpConfig = Field(default=HttpConfig())
     auth: AuthConfig = Field(default=AuthConfig())
     alerts: AlertRulesConfig = Field(default=AlertRulesConfig())

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from waferscope.hub.config import ReviewConfig
-from waferscope.protocols.pb import result_pb2
 from waferscope.protocols.errors import WaferscopeError
+from waferscope.protocols.pb import result_pb2
 from waferscope.protocols.pb.result_pb2 import WaferResult
 
 LOW_CONFIDENCE: Final = "low_confidence"
