@@ -216,7 +216,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cache = Path(tempfile.gettempdir()) / "waferscope-al-cache"
     cache.mkdir(exist_ok=True)
-    emb, prob, y, names = engine_outputs(args.val, args.bundle, cache, args.limit)
+    emb, prob, y, _names = engine_outputs(args.val, args.bundle, cache, args.limit)
     classes = prob.shape[1]
     full = []
     for seed in range(args.seeds):
