@@ -128,7 +128,6 @@ def fine_tune_config(
     doc = base.to_dict()
     doc["name"] = f"job-{job_id}"
     doc["data"]["train"] = [*doc["data"]["train"], *([str(split.train)] if split.train else [])]
-    doc["data"]["val"] = [*doc["data"]["val"], *([str(split.held)] if split.held else [])]
     doc["model"]["init_checkpoint"] = str(settings.checkpoint)
     doc["model"]["pretrained_path"] = None
     doc["optim"]["epochs"] = settings.epochs
@@ -136,6 +135,33 @@ def fine_tune_config(
     doc["run"]["output_dir"] = str(out / "runs")
     doc["tracking"]["enabled"] = False
     return TrainConfig.from_dict(doc, origin=f"job {job_id}")
+
+
+def gate_archive(
+    cfg: TrainConfig, held: Path | None, class_names: tuple[str, ...], out: Path
+) -> Path:
+    """The fixed gate set: the base validation maps (as the run limits them) + the held labels."""
+    from waferscope.trainer.data import limit_per_class, load_labelled
+
+    grids: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    if cfg.data.val:
+        val = load_labelled(cfg.data.val, class_names=class_names)
+        if cfg.data.val_limit_per_class:
+            val = val.subset(
+                limit_per_class(val.keys(), cfg.data.val_limit_per_class, cfg.seed + 1)
+            )
+        grids += [np.asarray(g) for g in val.grids]
+        targets.append(val.targets)
+    if held is not None:
+        reviewed = load_labelled([held], class_names=class_names)
+        grids += [np.asarray(g) for g in reviewed.grids]
+        targets.append(reviewed.targets)
+    if not grids:
+        raise RetrainError("no gate set: the base config has no data.val and no label was held out")
+    path = out / "gate.npz"
+    write_archive(path, grids, np.concatenate(targets), class_names)
+    return path
 
 
 def card_section(job: dict[str, Any], split: ReviewedSplit, metrics: dict[str, float]) -> str:
@@ -153,7 +179,7 @@ def card_section(job: dict[str, Any], split: ReviewedSplit, metrics: dict[str, f
             f"- Trigger: {job['reason']} ({job['detail']}).",
             f"- Reviewer labels: {split.used} fine-tuned on, {split.held_out} held out for the "
             f"gate, {split.left_out} left out (classes the engine does not have).",
-            "- Gate set: the base validation files + the held reviewer labels; INT8 macro-F1 "
+            "- Gate set: the base validation maps (as the run limits them) + the held reviewer labels; INT8 macro-F1 "
             f"{metrics.get('int8_macro_f1', float('nan')):.4f}, accuracy "
             f"{metrics.get('pattern_accuracy', float('nan')):.4f}.",
             f"- Root-cause head: {cause}.",
@@ -209,8 +235,9 @@ def run_job(settings: WorkerSettings, client: HubClient, job: dict[str, Any]) ->
         )
     report(0.6, "bundle", f"best epoch {result.best_epoch}; exporting, quantising, evaluating")
     version = f"{cfg.name}-{datetime.now(UTC):%Y%m%d%H%M%S}"
+    gate = gate_archive(cfg, split.held, classes, work)
     bundle = build_bundle(
-        result.run_dir / "best.pt", work / "bundle", val=list(cfg.data.val), model_version=version
+        result.run_dir / "best.pt", work / "bundle", val=[gate], model_version=version
     )
     metrics = {k: float(v) for k, v in bundle.manifest.metrics.items()}
     f1 = metrics.get("int8_macro_f1", 0.0)
