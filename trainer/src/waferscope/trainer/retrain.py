@@ -80,12 +80,21 @@ class ReviewedSplit:
     held_out: int
     left_out: int  # labels of classes the engine does not have
     causes: int  # labels with a reviewer root cause
+    causes_trained: int  # of those, fine-tune labels whose cause is one of the engine's causes
 
 
 def split_export(
-    export: Path, class_names: tuple[str, ...], out: Path, held_every: int
+    export: Path,
+    class_names: tuple[str, ...],
+    cause_ids: tuple[str, ...],
+    out: Path,
+    held_every: int,
 ) -> ReviewedSplit:
-    """The reviewed maps in the engine's class list, split into fine-tune and gate archives."""
+    """The reviewed maps in the engine's class list, split into fine-tune and gate archives.
+
+    The fine-tune archive carries each map's reviewer root cause (``cause``) where it is one of
+    the engine's cause ids, so the cause head learns it instead of the prior.
+    """
     arrays = load_labelled_arrays(export)
     with np.load(export) as z:
         causes = (
@@ -101,6 +110,7 @@ def split_export(
     held_idx = [k for j, k in enumerate(range(len(keep))) if j % held_every == held_every - 1]
     train_idx = [k for k in range(len(keep)) if k not in set(held_idx)]
     paths: dict[str, Path | None] = {"train": None, "held": None}
+    known = [causes[keep[k]] if causes and causes[keep[k]] in cause_ids else "" for k in train_idx]
     for name, idx in (("train", train_idx), ("held", held_idx)):
         if idx:
             path = out / f"reviewed-{name}.npz"
@@ -109,6 +119,7 @@ def split_export(
                 [arrays.maps[keep[k]] for k in idx],
                 np.array([targets[k] for k in idx]),
                 class_names,
+                causes=known if name == "train" else None,
             )
             paths[name] = path
     return ReviewedSplit(
@@ -118,6 +129,7 @@ def split_export(
         len(held_idx),
         left_out,
         sum(1 for c in causes if c),
+        sum(1 for c in known if c),
     )
 
 
@@ -165,12 +177,20 @@ def gate_archive(
 
 
 def card_section(job: dict[str, Any], split: ReviewedSplit, metrics: dict[str, float]) -> str:
-    cause = (
-        f"prior: the taxonomy's P(cause | pattern). {split.causes} reviewer root-cause labels "
-        "came with this job's data; fine-tuning does not yet learn from them"
-        if split.causes
-        else "prior: the taxonomy's P(cause | pattern); no reviewer root-cause labels yet"
-    )
+    if split.causes_trained:
+        cause = (
+            f"trained: {split.causes_trained} reviewer root-cause labels were its targets in "
+            "this fine-tune (the taxonomy prior P(cause | pattern) for every other map); "
+            "evidence for wafers like the reviewed ones, still a prior elsewhere"
+        )
+    elif split.causes:
+        cause = (
+            f"prior: the taxonomy's P(cause | pattern). {split.causes} reviewer root-cause "
+            "labels came with this job's data, none naming one of the engine's cause ids "
+            "(`taxonomy.toml`)"
+        )
+    else:
+        cause = "prior: the taxonomy's P(cause | pattern); no reviewer root-cause labels yet"
     return "\n".join(
         [
             "",
@@ -179,7 +199,8 @@ def card_section(job: dict[str, Any], split: ReviewedSplit, metrics: dict[str, f
             f"- Trigger: {job['reason']} ({job['detail']}).",
             f"- Reviewer labels: {split.used} fine-tuned on, {split.held_out} held out for the "
             f"gate, {split.left_out} left out (classes the engine does not have).",
-            "- Gate set: the base validation maps (as the run limits them) + the held reviewer labels; INT8 macro-F1 "
+            "- Gate set: the base validation maps (as the run limits them) + the held reviewer "
+            "labels; INT8 macro-F1 "
             f"{metrics.get('int8_macro_f1', float('nan')):.4f}, accuracy "
             f"{metrics.get('pattern_accuracy', float('nan')):.4f}.",
             f"- Root-cause head: {cause}.",
@@ -212,15 +233,15 @@ def run_job(settings: WorkerSettings, client: HubClient, job: dict[str, Any]) ->
     export.write_bytes(client.labels_export())
     import torch
 
-    classes = tuple(
-        torch.load(settings.checkpoint, map_location="cpu", weights_only=False)["class_names"]
-    )
-    split = split_export(export, classes, work, settings.held_every)
+    base = torch.load(settings.checkpoint, map_location="cpu", weights_only=False)
+    classes, cause_ids = tuple(base["class_names"]), tuple(base["cause_names"])
+    split = split_export(export, classes, cause_ids, work, settings.held_every)
     report(
         0.1,
         "data",
         f"{split.used} reviewer labels to fine-tune on, {split.held_out} held for the gate, "
-        f"{split.left_out} of unknown classes left out",
+        f"{split.left_out} of unknown classes left out; {split.causes_trained} root-cause "
+        "labels train the cause head",
     )
     cfg = fine_tune_config(settings, job_id, split, work)
     report(

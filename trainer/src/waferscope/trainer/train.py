@@ -66,9 +66,18 @@ class Prepared:
     spec: EncodingSpec
 
     def cause_targets(self, data: LabelledData) -> npt.NDArray[np.float32]:
+        """The prior row of each map's pattern; a one-hot row where a reviewer named the cause."""
         if data.multi_label:
-            return self.taxonomy.multi_label_targets(data.targets, data.class_names)
-        return self.prior[data.targets]
+            targets = self.taxonomy.multi_label_targets(data.targets, data.class_names)
+        else:
+            targets = self.prior[data.targets].copy()
+        if data.causes is not None:
+            ids = list(self.taxonomy.cause_ids)
+            for i, cause in enumerate(data.causes):
+                if cause in ids:
+                    targets[i] = 0.0
+                    targets[i, ids.index(cause)] = 1.0
+        return targets
 
 
 def prepare_data(cfg: TrainConfig) -> Prepared:
