@@ -372,13 +372,13 @@ def write_archive(
     """A labelled archive in the trainer's ragged ``.npz`` layout (maps, shapes, offsets);
     ``causes``: reviewer root-cause ids per map ("" = none), stored as ``cause``."""
     offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
-    extra = {} if causes is None else {"cause": np.array([str(c) for c in causes], dtype=str)}
-    np.savez(
-        path,
-        maps=np.concatenate([np.asarray(m).ravel() for m in maps]),
-        shapes=np.array([m.shape for m in maps], np.int32),
-        offsets=offsets,
-        label=np.asarray(targets).astype(np.int8),
-        class_names=np.array(list(class_names)),
-        **extra,
-    )
+    arrays: dict[str, np.ndarray] = {
+        "maps": np.concatenate([np.asarray(m).ravel() for m in maps]),
+        "shapes": np.array([m.shape for m in maps], np.int32),
+        "offsets": offsets,
+        "label": np.asarray(targets).astype(np.int8),
+        "class_names": np.array(list(class_names)),
+    }
+    if causes is not None:
+        arrays["cause"] = np.array([str(c) for c in causes], dtype=str)
+    np.savez(path, allow_pickle=False, **arrays)
