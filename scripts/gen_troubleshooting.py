@@ -570,6 +570,25 @@ ERRORS: dict[str, Entry] = {
         todo="Verify the folder (`waferscope edge check-bundle DIR`); give a changed model a "
         "new `model_version` (versions are immutable once registered).",
     ),
+    "hub.SelectorError": Entry(
+        shape="`review.selector '<name>' is not one of [...]`.",
+        shows="Hub start-up: the error line, exit status 1 (the config schema refuses unknown "
+        "names first, so this shows only for a selector built in code).",
+        means="The configuration names a queue selector the registry `review_policy.SELECTORS` "
+        "does not have.",
+        todo="Set `review.selector` to `uncertainty_first`, `entropy` or `entropy_kcenter`.",
+    ),
+    "hub.TrainingJobError": Entry(
+        shape="`no training job <id>`, `training job <id> is <state>, not running`, "
+        "`training job <id> belongs to worker '<w>'`, `progress <p> is outside 0..1`, "
+        "`a succeeded job needs the release id the registry returned`, `a failed job needs "
+        "its reason`, `training job reason '<r>' is not one of [...]`.",
+        shows="API `/api/v1/training-jobs/...`: HTTP 404 (no such job) or 409 with the message.",
+        means="A worker reported on a job it does not hold, one already finished, or with "
+        "incomplete fields.",
+        todo="Let each worker report only on the job it claimed; a finished job stays as it is: "
+        "queue a new one (`POST /api/v1/training-jobs`) to retry.",
+    ),
     "hub.ReviewError": Entry(
         shape="`a review needs a pattern`, `no result <id>`.",
         shows="API `POST /api/v1/results/<id>/review`: HTTP 400 with the message. UI: the "
@@ -635,6 +654,26 @@ ERRORS: dict[str, Entry] = {
         "The common cases have their own sections above (mosquitto missing, ports).",
     ),
     # ------------------------------------------------------------------ trainer
+    "trainer.HubRequestError": Entry(
+        shape="`<METHOD> <path>: HTTP <status> <detail>`, `<METHOD> <path>: hub unreachable "
+        "(...)`, `the registry answered without a release_id: ...`.",
+        shows="`waferscope train-worker`: the log and, for a job step, the job's error at the "
+        "hub (`/ui/training`).",
+        means="The hub or the release registry refused a request (bad credentials, wrong role, "
+        "a registry that rejects the release) or could not be reached.",
+        todo="Check `hub_url` / `registry_url`, that the worker's user has role engineer, and "
+        "the registry's reason in the message.",
+    ),
+    "trainer.RetrainError": Entry(
+        shape="`gate not met: INT8 macro-F1 <f> < <min>`, `no gate set: ...`, "
+        "`<file>: cannot read worker settings (...)`, `<file>: cannot read (...)`.",
+        shows="`waferscope train-worker`: the job ends failed at the hub with this reason; "
+        "nothing is registered.",
+        means="A training job could not produce an acceptable candidate, or the worker's "
+        "settings are unreadable.",
+        todo="Look at the job's log on `/ui/training`; for a gate failure, gather more labels "
+        "or adjust `epochs` / `lr` / `min_macro_f1` in the worker settings.",
+    ),
     "trainer.ModelError": Entry(
         shape="`cannot build backbone '<name>' with <args>: ...`, `<path>: cannot load "
         "weights: ...`, `<path>: no tensor matches the backbone (wrong architecture?)`.",

@@ -94,3 +94,21 @@ def test_multi_label_training_on_mixedwm38(tmp_path: Path, data_dir: Path) -> No
     assert "val_exact_match" in row and "val_label_accuracy" in row
     ckpt = torch.load(result.run_dir / "best.pt", weights_only=False)
     assert ckpt["multi_label"] and len(ckpt["class_names"]) == 8
+
+
+def test_fine_tune_checkpoint_must_exist_and_match(
+    tmp_path: Path, data_dir: Path, trained_run: Path
+) -> None:
+    from waferscope.protocols.errors import WaferscopeError
+
+    missing = tiny_config(tmp_path, data_dir, model={"init_checkpoint": str(tmp_path / "no.pt")})
+    with pytest.raises(WaferscopeError, match=r"no\.pt: no such file"):
+        train(missing, resume=False, show_progress=False)
+    wider = tiny_config(
+        tmp_path,
+        data_dir,
+        name="wider",
+        model={"init_checkpoint": str(trained_run), "hidden": [32]},
+    )
+    with pytest.raises(WaferscopeError, match="weights do not fit"):
+        train(wider, resume=False, show_progress=False)

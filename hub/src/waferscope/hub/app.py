@@ -23,7 +23,7 @@ from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics
 from waferscope.hub.notify.channels import build_channels
 from waferscope.hub.notify.worker import Notifier
-from waferscope.hub.review_policy import QueueSelector, UncertaintyFirst
+from waferscope.hub.review_policy import QueueSelector, build_selector
 from waferscope.hub.rules import RuleRunner
 from waferscope.hub.similar import SimilarWafers
 from waferscope.hub.upload import EngineClassifier, UnclassifiedPipeline, WaferClassifier
@@ -55,7 +55,7 @@ class Hub:
         self.blobs: BlobStore = open_blob_store(config.blobs, config.blob_path)
         self.metrics = HubMetrics()
         self.metrics.bind_database(self.db)  # devices and review queue, read per scrape
-        self.selector = selector or UncertaintyFirst(config.review)
+        self.selector = selector or build_selector(config.review)
         self.channels = build_channels(config.notify)
         self.writer = BatchWriter(
             self.db,

@@ -5,7 +5,8 @@ Four roles, each with the permissions of the one before it plus its own:
 ========  ==========================================================================
 operator  view results, wafers, trends, devices and alerts; acknowledge alerts
 reviewer  + review (confirm / correct labels), upload wafer files, SHAP explanations
-engineer  + export labels, model registry actions, read the audit log and dead letters
+engineer  + export labels, model registry actions, training jobs (the train-worker's account),
+          read the audit log and dead letters
 admin     + manage users
 ========  ==========================================================================
 
@@ -41,11 +42,12 @@ MODELS: Final = "models"
 AUDIT: Final = "audit.read"
 DEAD_LETTERS: Final = "deadletters.read"
 USERS: Final = "users"
+TRAINING: Final = "training"
 
 _OWN: Final = {
     "operator": {VIEW, ACK_ALERTS},
     "reviewer": {REVIEW, UPLOAD, EXPLAIN},
-    "engineer": {EXPORT, MODELS, AUDIT, DEAD_LETTERS},
+    "engineer": {EXPORT, MODELS, AUDIT, DEAD_LETTERS, TRAINING},
     "admin": {USERS},
 }
 

@@ -1,5 +1,5 @@
-"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`: the trainer's
-commands, registered in the umbrella CLI through the ``waferscope.commands`` entry points."""
+"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`, `train-worker`:
+the trainer's commands, registered in the umbrella CLI (``waferscope.commands`` entry points)."""
 
 from __future__ import annotations
 
@@ -218,6 +218,32 @@ def trt_build(
     return 0
 
 
+def train_worker(
+    settings: Annotated[Path, typer.Option(help="Worker settings (TOML; see docs/trainer.md).")],
+    once: Annotated[bool, typer.Option(help="Run at most one job, then exit.")] = False,
+    poll_s: Annotated[float, typer.Option(help="Seconds between claims when idle.")] = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Take training jobs from the hub: fine-tune, gate, bundle, sign, register a candidate.
+
+    The password may come from WAFERSCOPE_WORKER_PASSWORD instead of the settings file.
+    """
+    import os
+
+    from waferscope.trainer.retrain import client_for, load_settings, work_forever, work_once
+
+    _logging(quiet)
+    cfg = load_settings(settings, os.environ.get("WAFERSCOPE_WORKER_PASSWORD"))
+    client = client_for(cfg)
+    if once:
+        outcome = work_once(cfg, client)
+        print(json.dumps(outcome or {"job": None}))
+        if outcome is not None and outcome.get("state") != "succeeded":
+            raise typer.Exit(1)
+        return
+    work_forever(cfg, client, poll_s)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command()(evaluate)
@@ -225,3 +251,4 @@ def register(app: typer.Typer) -> None:
     app.command()(quantize)
     app.command()(bundle)
     app.command("trt-build")(trt_build)
+    app.command("train-worker")(train_worker)

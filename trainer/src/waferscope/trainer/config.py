@@ -93,6 +93,11 @@ class ModelConfig(_Section):
         None, description="Local backbone weights (a state dict file); nothing is downloaded."
     )
     multi_label: bool = Field(False, description="Sigmoid pattern outputs (MixedWM38).")
+    init_checkpoint: Path | None = Field(
+        None,
+        description="Fine-tune: start from the weights of this run checkpoint (best.pt / "
+        "last.pt) instead of a fresh model; its class and cause lists must match the data's.",
+    )
 
     @field_validator("output_stride")
     @classmethod

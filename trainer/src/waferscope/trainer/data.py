@@ -58,6 +58,8 @@ class LabelledData:
     multi_label: bool
     files: list[dict[str, str]] = field(default_factory=list)  # name + sha256 per source file
     skipped: int = 0
+    # Reviewer root-cause ids per map ("" = none; None = no file carried any): archive key `cause`.
+    causes: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.grids)
@@ -69,6 +71,7 @@ class LabelledData:
             self.class_names,
             self.multi_label,
             list(self.files),
+            causes=None if self.causes is None else [self.causes[int(i)] for i in index],
         )
 
     def keys(self) -> npt.NDArray[np.int64]:
@@ -113,12 +116,17 @@ def _load_arrays(path: Path) -> LabelledData:
     arrays = load_labelled_arrays(path)
     targets = np.asarray(arrays.targets).astype(np.int64)
     grids = list(arrays.maps)
+    with np.load(path) as z:
+        causes = [str(c) for c in z["cause"]] if "cause" in z.files else None
+    if causes is not None and len(causes) != len(grids):
+        raise DataError(f"{path}: 'cause' has {len(causes)} entries for {len(grids)} maps")
     return LabelledData(
         grids,
         targets,
         tuple(arrays.class_names),
         arrays.multi_label,
         [{"name": path.name, "sha256": arrays.sha256, "format": arrays.format}],
+        causes=causes,
     )
 
 
@@ -204,7 +212,12 @@ def load_labelled(
     grids = [g for p in parts for g in p.grids]
     targets = np.concatenate([p.targets for p in parts]) if parts else np.zeros(0, np.int64)
     files = [f for p in parts for f in p.files]
-    return LabelledData(grids, targets, names, multi, files, sum(p.skipped for p in parts))
+    causes = None
+    if any(p.causes is not None for p in parts):
+        causes = [c for p in parts for c in (p.causes or [""] * len(p))]
+    return LabelledData(
+        grids, targets, names, multi, files, sum(p.skipped for p in parts), causes=causes
+    )
 
 
 # --------------------------------------------------------------------------- splits, sampling
@@ -350,15 +363,22 @@ KNOWN_ARCHIVES = (WM811K, MIXEDWM38)
 
 
 def write_archive(
-    path: Path, maps: Sequence[np.ndarray], targets: np.ndarray, class_names: Sequence[str]
+    path: Path,
+    maps: Sequence[np.ndarray],
+    targets: np.ndarray,
+    class_names: Sequence[str],
+    causes: Sequence[str] | None = None,
 ) -> None:
-    """A labelled archive in the trainer's ragged ``.npz`` layout (maps, shapes, offsets)."""
+    """A labelled archive in the trainer's ragged ``.npz`` layout (maps, shapes, offsets);
+    ``causes``: reviewer root-cause ids per map ("" = none), stored as ``cause``."""
     offsets = np.concatenate([[0], np.cumsum([m.size for m in maps])]).astype(np.int64)
-    np.savez(
-        path,
-        maps=np.concatenate([np.asarray(m).ravel() for m in maps]),
-        shapes=np.array([m.shape for m in maps], np.int32),
-        offsets=offsets,
-        label=np.asarray(targets).astype(np.int8),
-        class_names=np.array(list(class_names)),
-    )
+    arrays: dict[str, np.ndarray] = {
+        "maps": np.concatenate([np.asarray(m).ravel() for m in maps]),
+        "shapes": np.array([m.shape for m in maps], np.int32),
+        "offsets": offsets,
+        "label": np.asarray(targets).astype(np.int8),
+        "class_names": np.array(list(class_names)),
+    }
+    if causes is not None:
+        arrays["cause"] = np.array([str(c) for c in causes], dtype=str)
+    np.savez(path, allow_pickle=False, **arrays)

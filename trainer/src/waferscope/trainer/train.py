@@ -66,9 +66,18 @@ class Prepared:
     spec: EncodingSpec
 
     def cause_targets(self, data: LabelledData) -> npt.NDArray[np.float32]:
+        """The prior row of each map's pattern; a one-hot row where a reviewer named the cause."""
         if data.multi_label:
-            return self.taxonomy.multi_label_targets(data.targets, data.class_names)
-        return self.prior[data.targets]
+            targets = self.taxonomy.multi_label_targets(data.targets, data.class_names)
+        else:
+            targets = self.prior[data.targets].copy()
+        if data.causes is not None:
+            ids = list(self.taxonomy.cause_ids)
+            for i, cause in enumerate(data.causes):
+                if cause in ids:
+                    targets[i] = 0.0
+                    targets[i, ids.index(cause)] = 1.0
+        return targets
 
 
 def prepare_data(cfg: TrainConfig) -> Prepared:
@@ -168,6 +177,27 @@ def checkpoint_meta(cfg: TrainConfig, prep: Prepared) -> dict[str, Any]:
     }
 
 
+def load_initial_weights(net: WaferNet, checkpoint: Path, meta: dict[str, Any]) -> None:
+    """Fine-tuning: copy a run checkpoint's weights into ``net`` (same classes and causes)."""
+    if not checkpoint.is_file():
+        raise WaferscopeError(f"model.init_checkpoint {checkpoint}: no such file")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    for key in ("class_names", "cause_names"):
+        if list(ckpt.get(key, [])) != meta[key]:
+            raise WaferscopeError(
+                f"model.init_checkpoint {checkpoint}: {key} {ckpt.get(key)} differ from the "
+                f"data's {meta[key]}"
+            )
+    try:
+        net.load_state_dict(ckpt["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise WaferscopeError(
+            f"model.init_checkpoint {checkpoint}: weights do not fit the model of "
+            f"{meta['config']['model']} ({str(exc).splitlines()[0]})"
+        ) from None
+    log.info("fine-tuning from %s", checkpoint)
+
+
 def _loader(ds: WaferDataset, sampler: EpochSampler, cfg: TrainConfig) -> DataLoader[Any]:
     workers = cfg.data.num_workers
     return DataLoader(
@@ -214,7 +244,10 @@ def train(
         rt.device,
         rt.precision,
     )
-    net = build_model(cfg, prep).to(rt.device)
+    net = build_model(cfg, prep)
+    if cfg.model.init_checkpoint is not None:
+        load_initial_weights(net, cfg.model.init_checkpoint, meta)
+    net = net.to(rt.device)
     memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
     net = net.to(memory_format=memory_format)
     criterion = build_loss(cfg, prep).to(rt.device)

@@ -176,6 +176,46 @@ class ReviewConfig(Section):
         "The choice is a hash of the result id, so a redelivered result is chosen the same way.",
     )
     page_size: int = Field(default=50, ge=5, le=500, description="Rows per page in the UI lists.")
+    selector: Literal["uncertainty_first", "entropy", "entropy_kcenter"] = Field(
+        default="uncertainty_first",
+        description="Queue selector (review_policy.SELECTORS): uncertainty_first (confidence "
+        "threshold), entropy (normalised entropy of the class distribution) or entropy_kcenter "
+        "(entropy times k-center distance over the engine's embeddings).",
+    )
+    entropy_threshold: float = Field(
+        default=0.35,
+        ge=0,
+        le=1,
+        description="entropy selectors: results at or above this normalised entropy are queued.",
+    )
+    diversity_pool: int = Field(
+        default=512,
+        ge=2,
+        le=20000,
+        description="entropy_kcenter: embeddings of recently queued results kept as k-center "
+        "centres (bounds memory and time per result).",
+    )
+
+
+class TrainingConfig(Section):
+    """When the hub asks a training worker for a fine-tuned candidate (training jobs)."""
+
+    label_trigger: int = Field(
+        default=200,
+        ge=0,
+        description="Create a training job when this many reviewer labels were set or changed "
+        "since the last job was created (0 = never on labels).",
+    )
+    drift_kinds: list[str] = Field(
+        default_factory=lambda: ["drift"],
+        description="Alerts whose rule kind is one of these create a training job (once per "
+        "alert raised after the last job).",
+    )
+    log_max_chars: int = Field(
+        default=200_000,
+        ge=1000,
+        description="A job keeps the tail of its worker's log up to this many characters.",
+    )
 
 
 # --------------------------------------------------------------------------- web
@@ -270,6 +310,7 @@ class HubConfig(Section):
     mqtt: MqttConfig = Field(default=MqttConfig())
     ingest: IngestConfig = Field(default=IngestConfig())
     review: ReviewConfig = Field(default=ReviewConfig())
+    training: TrainingConfig = Field(default=TrainingConfig())
     http: HttpConfig = Field(default=HttpConfig())
     auth: AuthConfig = Field(default=AuthConfig())
     alerts: AlertRulesConfig = Field(default=AlertRulesConfig())

@@ -388,3 +388,31 @@ PG_VECTOR_TABLES = ("result_vectors",)
 """Tables only a PostgreSQL with pgvector has (migration 0003 creates them there; the portable
 models above do not describe them): ``result_vectors`` holds each result's embedding as a
 ``vector`` for the similar-wafer search (``waferscope.hub.similar_pg``)."""
+class TrainingJob(Base):
+    """A fine-tuning run asked of a training worker: why, who took it, how far, what came out.
+
+    States: queued -> running -> succeeded | failed. A failed job names its reason and never
+    carries a release id (the worker registers the release before it reports success).
+    """
+
+    __tablename__ = "training_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reason: Mapped[str] = mapped_column(String(16))  # labels | drift | manual
+    detail: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(NAME, default="")
+    labels_total: Mapped[int] = mapped_column(Integer, default=0)  # labels when it was created
+    worker: Mapped[str | None] = mapped_column(NAME)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0..1
+    stage: Mapped[str] = mapped_column(NAME, default="")
+    log: Mapped[str] = mapped_column(Text, default="")
+    release_id: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[str | None] = mapped_column(NAME)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "state", "created_at"),)

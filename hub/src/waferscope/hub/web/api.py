@@ -21,7 +21,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody
 from waferscope.hub import auth
 from waferscope.hub.export import export_labels
 from waferscope.hub.store import alerts as alert_store
-from waferscope.hub.store import queries, review, users
+from waferscope.hub.store import queries, review, training, users
 from waferscope.hub.store.audit import audit
 from waferscope.hub.upload import UploadError, parse_upload, store_upload
 from waferscope.hub.web.security import require
@@ -212,6 +212,7 @@ def post_review(
                 comment=data.comment,
                 remote_addr=client_addr(request),
             )
+            training.maybe_trigger(s, hub.config.training)
             nxt = queries.next_in_queue(s, exclude=result_id)
     except review.ReviewError as exc:
         raise ClientException(str(exc)) from None

@@ -25,7 +25,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from waferscope.hub.web import api, api_admin, drift, forms, shortcuts, ui
+from waferscope.hub.web import api, api_admin, drift, forms, shortcuts, training, ui
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.ui_support import CorruptBlobError
 from waferscope.hub.web.views import AnyRequest, hub_of
@@ -143,6 +143,7 @@ def create_app(hub: Hub) -> Litestar:
             *ui.ROUTES,
             *forms.ROUTES,
             drift.ROUTER,
+            *training.ROUTES,
         ],
         guards=[permission_guard],
         middleware=[DefineMiddleware(AuthMiddleware)],

@@ -14,7 +14,7 @@ from litestar.response import Redirect, Template
 from waferscope.hub import auth
 from waferscope.hub.auth import AuthError
 from waferscope.hub.store import alerts as alert_store
-from waferscope.hub.store import queries, review, users
+from waferscope.hub.store import queries, review, training, users
 from waferscope.hub.upload import UploadError, parse_upload, store_upload
 from waferscope.hub.web.security import COOKIE, require
 from waferscope.hub.web.ui import ReviewDraft, page, wafer_view
@@ -110,6 +110,7 @@ def review_form(
                 comment=data.comment,
                 remote_addr=client_addr(request),
             )
+            training.maybe_trigger(s, hub.config.training)
             nxt = queries.next_in_queue(s, exclude=result_id)
     except review.ReviewError as exc:
         # the page again (422), with the reviewer's entries and the reason; nothing was saved
