@@ -388,6 +388,8 @@ PG_VECTOR_TABLES = ("result_vectors",)
 """Tables only a PostgreSQL with pgvector has (migration 0003 creates them there; the portable
 models above do not describe them): ``result_vectors`` holds each result's embedding as a
 ``vector`` for the similar-wafer search (``waferscope.hub.similar_pg``)."""
+
+
 class TrainingJob(Base):
     """A fine-tuning run asked of a training worker: why, who took it, how far, what came out.
 
