@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,24 @@ def test_server_state_resumes_after_a_round(tmp_path: Path, data_dir: Path) -> N
     (run.run_dir / "server_state.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(FederatedRunError, match="cannot resume"):
         FederatedRun(cfg)
+
+
+def test_server_state_warm_starts_from_a_checkpoint(tmp_path: Path, data_dir: Path) -> None:
+    cfg = load_config(server_config(tmp_path, data_dir))
+    donor = FederatedRun(cfg).weights()
+    donor = OrderedDict((k, v + 0.01 if v.is_floating_point() else v) for k, v in donor.items())
+    torch.save({"model": donor}, tmp_path / "warm.pt")
+    run = FederatedRun(cfg, initial_weights=tmp_path / "warm.pt")
+    assert run.initial_score is not None and 0.0 <= run.initial_score <= 1.0
+    for key, value in run.weights().items():
+        assert torch.equal(value, donor[key])
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FederatedRunError, match="initial-weights .*bad.pt"):
+        FederatedRun(cfg, initial_weights=tmp_path / "bad.pt")
+    settings = FederatedSettings.from_run_config(
+        {"train-config": "x.toml", "num-rounds": 1, "local-steps": 1, "initial-weights": "w.pt"}
+    )
+    assert settings.initial_weights == Path("w.pt")
 
 
 def test_edge_federated_command(tmp_path: Path, partitions: list[Path]) -> None:
