@@ -172,6 +172,63 @@ def test_edge_federated_command(tmp_path: Path, partitions: list[Path]) -> None:
     assert done.returncode != 0 and "--ca-cert and --key are required" in done.stderr
 
 
+def test_edge_store_labels_export_to_the_trainer_layout(tmp_path: Path) -> None:
+    from waferscope.edge.federated import export_store_labels
+    from waferscope.edge.labels import label_counts, record_label
+    from waferscope.edge.store import Store
+    from waferscope.protocols import messages
+    from waferscope.protocols.pb import label_pb2, result_pb2
+
+    classes = ("Center", "Donut", "none")
+    store = Store(tmp_path / "edge.db")
+    grids = {}
+    for seq, pattern in enumerate(["Donut", "Center", "Unknown-class", "none"], start=1):
+        rid = messages.new_message_id()
+        grid = np.ones((5 + seq, 6), np.uint8)
+        grid[0, :seq] = 2
+        grids[rid] = (grid, pattern)
+        result = result_pb2.WaferResult(result_id=rid, device_id="edge-1", sequence=seq)
+        result.map.CopyFrom(messages.pack_states(grid))
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO results (result_id, sequence, message) VALUES (?, ?, ?)",
+                (rid, seq, result.SerializeToString()),
+            )
+        label = label_pb2.WaferLabel(
+            label_id=messages.new_message_id(),
+            device_id="edge-1",
+            result_id=rid,
+            pattern=pattern,
+            source=label_pb2.LABEL_SOURCE_HUB_REVIEW,
+        )
+        assert record_label(store, label)
+        assert not record_label(store, label)  # a repeated delivery changes nothing
+    gone = label_pb2.WaferLabel(  # a label of a pruned result: kept, without a map
+        label_id=messages.new_message_id(),
+        device_id="edge-1",
+        result_id=messages.new_message_id(),
+        pattern="Donut",
+        source=label_pb2.LABEL_SOURCE_HUB_REVIEW,
+    )
+    assert record_label(store, gone)
+    assert label_counts(store) == {"hub-review": 5, "with_map": 4}
+    store.close()
+    out = tmp_path / "export" / "labels.npz"
+    assert export_store_labels(tmp_path / "edge.db", out, classes) == 3
+    arrays = load_labelled_arrays(out)
+    assert tuple(arrays.class_names) == classes
+    exported = sorted(
+        (classes[int(t)], m.shape, int((m == 2).sum()))
+        for m, t in zip(arrays.maps, arrays.targets, strict=True)
+    )
+    expected = sorted(
+        (p, g.shape, int((g == 2).sum())) for g, p in grids.values() if p in classes
+    )
+    assert exported == expected
+    with pytest.raises(FederatedClientError, match="no such file"):
+        export_store_labels(tmp_path / "missing.db", out, classes)
+
+
 def test_edge_federated_extra_brings_the_trainer_only_when_asked() -> None:
     from importlib.metadata import distribution
 

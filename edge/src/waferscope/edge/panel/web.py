@@ -20,8 +20,10 @@ from litestar.template.config import TemplateConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from waferscope.edge.device_info import agent_version, disk_usage
+from waferscope.edge.labels import label_of
 from waferscope.edge.panel.access import ReloadGuard, ReloadRefusedError
 from waferscope.edge.panel.images import PictureCache
+from waferscope.edge.panel.label_routes import label_router
 from waferscope.protocols import messages
 from waferscope.protocols.inference import result_map_png, result_overlay_png
 from waferscope.protocols.pb import common_pb2, result_pb2
@@ -168,6 +170,8 @@ def wafer_page(state: State, result_id: FromPath[str]) -> Template:
         context={
             "status": status_view(w),
             "wafer": wafer_view(meta, result),
+            "label": label_of(w.store, result_id),
+            "classes": list(w.slot.current.bundle.pattern_classes),
             "refresh": w.config.panel.refresh_s * 6,
         },
     )
@@ -340,6 +344,7 @@ def create_app(wiring: Wiring) -> Litestar:
             metrics,
             healthz,
             readyz,
+            label_router,
             create_static_files_router(path="/static", directories=[HERE / "static"]),
         ],
         template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),

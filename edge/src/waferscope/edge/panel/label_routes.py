@@ -1,0 +1,91 @@
+"""Panel routes where an operator confirms or corrects a result: the label goes to the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from litestar import Router, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import Dependency, FromPath, JSONBody, URLEncodedBody
+from litestar.response import Redirect
+
+from waferscope.edge.labels import LabelError, label_of, panel_label
+from waferscope.edge.store import Store
+
+if TYPE_CHECKING:
+    from waferscope.edge.app import Wiring
+
+
+@dataclass(frozen=True, slots=True)
+class Labelling:
+    """What the label routes need: the store, this edge's id and the engine's classes."""
+
+    store: Store
+    device_id: str
+    classes: tuple[str, ...]
+
+    def label(self, result_id: str, pattern: str, operator: str) -> dict[str, Any]:
+        if self.store.result(result_id) is None:
+            raise NotFoundException(f"no result {result_id}")
+        if pattern.strip() not in self.classes:
+            raise ClientException(
+                f"pattern {pattern.strip()!r} is not a class of the engine ({', '.join(self.classes)})"
+            )
+        try:
+            panel_label(
+                self.store, self.device_id, result_id, pattern, operator=operator[:64] or "operator"
+            )
+        except LabelError as exc:
+            raise ClientException(str(exc)) from None
+        stored = label_of(self.store, result_id)
+        assert stored is not None
+        return stored
+
+
+def provide_labelling(state: State) -> Labelling:
+    wiring: Wiring = state.wiring
+    return Labelling(
+        wiring.store, wiring.config.device_id, tuple(wiring.slot.current.bundle.pattern_classes)
+    )
+
+
+LabellingDep = Annotated[Labelling, Dependency(skip_validation=True)]
+
+
+@dataclass
+class LabelForm:
+    pattern: str = ""
+    operator: str = "operator"
+
+
+@post("/wafers/{result_id:str}/label", sync_to_thread=True)
+def label_form(
+    labelling: LabellingDep, result_id: FromPath[str], data: URLEncodedBody[LabelForm]
+) -> Redirect:
+    """Confirm (the predicted pattern) or correct (another pattern) from the wafer page."""
+    labelling.label(result_id, data.pattern, data.operator.strip())
+    return Redirect(path=f"/wafers/{result_id}", status_code=303)
+
+
+@dataclass
+class LabelRequest:
+    pattern: str
+    operator: str = "api"
+
+
+@post("/api/wafers/{result_id:str}/label", sync_to_thread=True, status_code=200)
+def api_label(
+    labelling: LabellingDep, result_id: FromPath[str], data: JSONBody[LabelRequest]
+) -> dict[str, Any]:
+    """The same as JSON: ``{"pattern": ..., "operator": ...}``; answers the stored label."""
+    return labelling.label(result_id, data.pattern, data.operator.strip())
+
+
+label_router = Router(
+    path="/",
+    route_handlers=[label_form, api_label],
+    dependencies={"labelling": Provide(provide_labelling, sync_to_thread=False)},
+)
