@@ -15,6 +15,7 @@ from waferscope.hub.config import HubConfig
 from waferscope.hub.db import migrate
 from waferscope.hub.db.engine import Database
 from waferscope.hub.ingest.handler import BatchWriter
+from waferscope.hub.ingest.label_publisher import LabelPublisher
 from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics
 from waferscope.hub.notify.channels import build_channels
@@ -79,6 +80,9 @@ class Hub:
             if config.mqtt.enabled
             else None
         )
+        self.labels = (
+            LabelPublisher(self.db, config.mqtt) if config.mqtt.enabled and worker == 0 else None
+        )
         self.notifier = Notifier(self.db, self.channels, config.notify, self.metrics)
         self.rules = RuleRunner(self.db, config.alerts, self.channels, self.metrics)
         secret = (
@@ -115,12 +119,16 @@ class Hub:
         if ingest and self.ingest is not None:
             self.ingest.start()
         if services and self.worker == 0:
+            if self.labels is not None:
+                self.labels.start()
             self.notifier.start()
             self.rules.start()
 
     def stop(self) -> None:
         if self.ingest is not None:
             self.ingest.stop()
+        if self.labels is not None:
+            self.labels.stop()
         self.notifier.stop()
         self.rules.stop()
         self.db.dispose()
