@@ -15,6 +15,8 @@ from waferscope.hub.config import HubConfig
 from waferscope.hub.db import migrate
 from waferscope.hub.db.engine import Database
 from waferscope.hub.ingest.handler import BatchWriter
+from waferscope.hub.federation.control import FederationControl
+from waferscope.hub.federation.scheduler import RoundScheduler
 from waferscope.hub.ingest.label_publisher import LabelPublisher
 from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics
@@ -83,6 +85,8 @@ class Hub:
         self.labels = (
             LabelPublisher(self.db, config.mqtt) if config.mqtt.enabled and worker == 0 else None
         )
+        self.federation = FederationControl(config.federation, config.data_dir)
+        self.rounds = RoundScheduler(self.db, self.federation)
         self.notifier = Notifier(self.db, self.channels, config.notify, self.metrics)
         self.rules = RuleRunner(self.db, config.alerts, self.channels, self.metrics)
         secret = (
@@ -121,6 +125,9 @@ class Hub:
         if services and self.worker == 0:
             if self.labels is not None:
                 self.labels.start()
+            if self.config.federation.enabled:
+                self.federation.start()
+                self.rounds.start()
             self.notifier.start()
             self.rules.start()
 
@@ -129,6 +136,8 @@ class Hub:
             self.ingest.stop()
         if self.labels is not None:
             self.labels.stop()
+        self.rounds.stop()
+        self.federation.stop()
         self.notifier.stop()
         self.rules.stop()
         self.db.dispose()

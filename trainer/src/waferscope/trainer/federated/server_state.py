@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from waferscope.protocols.errors import WaferscopeError
+from waferscope.protocols.federation_history import HISTORY_FILE, SUMMARY_FILE
 from waferscope.trainer.config import TrainConfig
 from waferscope.trainer.federated.node_training import StateDict, state_copy
 from waferscope.trainer.model import WaferNet
@@ -172,7 +173,7 @@ class FederatedRun:
             },
             self.state_path,
         )
-        with (self.run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
+        with (self.run_dir / HISTORY_FILE).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"epoch": record.round, **row}) + "\n")
         log.info(
             "round %d: nodes %s, gate %s %.4f (best %.4f @ %d)",
@@ -195,5 +196,5 @@ class FederatedRun:
             "initial_score": self.initial_score,
             **extra,
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
