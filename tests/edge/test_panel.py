@@ -323,9 +323,11 @@ def test_labels_from_the_hub_and_the_panel_go_to_the_store(
     )
     hub = Subscriber(broker.port, topic="none/#", client_id="test-hub")
     try:
-        wait_for(lambda: hub.client.is_connected(), 10, what="hub client")
+        wait_for(hub.client.is_connected, 10, what="hub client")
         topic = topics.label_topic(w.config.device_id, site=w.config.site)
-        hub.client.publish(topic, messages.encode(label), qos=topics.qos("label")).wait_for_publish(10)
+        hub.client.publish(topic, messages.encode(label), qos=topics.qos("label")).wait_for_publish(
+            10
+        )
         wrong = label_pb2.WaferLabel()
         wrong.CopyFrom(label)
         wrong.pattern = " "  # no pattern: refused with one logged error, nothing stored
@@ -347,7 +349,8 @@ def test_labels_from_the_hub_and_the_panel_go_to_the_store(
     predicted = w.store.result(second)
     assert predicted is not None
     status, body = post_json(
-        f"{root}/api/wafers/{second}/label", {"pattern": predicted[1].pattern.name, "operator": "op"}
+        f"{root}/api/wafers/{second}/label",
+        {"pattern": predicted[1].pattern.name, "operator": "op"},
     )
     assert status == 200 and body["action"] == "confirm" and body["source"] == "edge-panel"
     assert post_json(f"{root}/api/wafers/{second}/label", {"pattern": "Nope"})[0] == 400

@@ -141,7 +141,7 @@ def test_server_state_warm_starts_from_a_checkpoint(tmp_path: Path, data_dir: Pa
     for key, value in run.weights().items():
         assert torch.equal(value, donor[key])
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(FederatedRunError, match="initial-weights .*bad.pt"):
+    with pytest.raises(FederatedRunError, match=r"initial-weights .*bad\.pt"):
         FederatedRun(cfg, initial_weights=tmp_path / "bad.pt")
     settings = FederatedSettings.from_run_config(
         {"train-config": "x.toml", "num-rounds": 1, "local-steps": 1, "initial-weights": "w.pt"}
@@ -221,9 +221,7 @@ def test_edge_store_labels_export_to_the_trainer_layout(tmp_path: Path) -> None:
         (classes[int(t)], m.shape, int((m == 2).sum()))
         for m, t in zip(arrays.maps, arrays.targets, strict=True)
     )
-    expected = sorted(
-        (p, g.shape, int((g == 2).sum())) for g, p in grids.values() if p in classes
-    )
+    expected = sorted((p, g.shape, int((g == 2).sum())) for g, p in grids.values() if p in classes)
     assert exported == expected
     with pytest.raises(FederatedClientError, match="no such file"):
         export_store_labels(tmp_path / "missing.db", out, classes)

@@ -96,6 +96,8 @@ def test_federation_over_tls_with_node_auth(
     # the federated model, after the same ROUNDS x LOCAL_STEPS per node, beats each node alone
     local = local_only_scores(cfg_path, warm_start, partitions)
     federated = rows[-1]["score"]
-    print(f"gate macro-F1: warm start {summary['initial_score']:.4f}, federated {federated:.4f},"
-          f" local-only {[round(x, 4) for x in local]}")
+    print(
+        f"gate macro-F1: warm start {summary['initial_score']:.4f}, federated {federated:.4f},"
+        f" local-only {[round(x, 4) for x in local]}"
+    )
     assert federated > max(local) + MARGIN, (federated, local)

@@ -19,16 +19,15 @@ from browser import CHROMEDRIVER, CHROMIUM, MISSING, chromium, ready
 from litestar.testing import TestClient
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hub"))  # the hub tests' helpers
-from hub_testing import PASSWORD, add_role_users, bearer, hub_config  # noqa: E402
+from hub_testing import PASSWORD, add_role_users, bearer, hub_config
 
-from waferscope.hub.app import Hub  # noqa: E402
-from waferscope.trainer.config import load_config  # noqa: E402
-from waferscope.trainer.federated.deployment import process_env, supernode_command  # noqa: E402
-from waferscope.trainer.federated.server_state import FederatedRun, RoundRecord  # noqa: E402
+from waferscope.hub.app import Hub
+from waferscope.trainer.config import load_config
+from waferscope.trainer.federated.deployment import process_env, supernode_command
+from waferscope.trainer.federated.server_state import FederatedRun, RoundRecord
 
-from .conftest import server_config  # noqa: E402
-from .flower_processes import free_port, wait_for_port  # noqa: E402
-
+from .conftest import server_config
+from .flower_processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +73,12 @@ def test_hub_runs_the_superlink_provisions_nodes_and_shows_progress(
         assert made.status_code == 201, made.text
         keys = client.get(f"{url}/keys", headers=bearer(hub, "engineer"))
         assert keys.status_code == 200
-        assert client.get("/api/v1/federation/nodes/edge-99/keys", headers=bearer(hub, "admin")).status_code == 404
+        assert (
+            client.get(
+                "/api/v1/federation/nodes/edge-99/keys", headers=bearer(hub, "admin")
+            ).status_code
+            == 404
+        )
     with tarfile.open(fileobj=io.BytesIO(keys.content)) as tar:
         assert sorted(tar.getnames()) == ["ca.crt", "edge-01.key", "edge-01.pub"]
         tar.extractall(tmp_path / "edge", filter="data")
@@ -97,7 +101,9 @@ def test_hub_runs_the_superlink_provisions_nodes_and_shows_progress(
     finally:
         node.terminate()
         node.wait(30)
-    node_id = int(next(x for x in log.read_text().splitlines() if "SuperNode ID:" in x).rsplit(":", 1)[1])
+    node_id = int(
+        next(x for x in log.read_text().splitlines() if "SuperNode ID:" in x).rsplit(":", 1)[1]
+    )
 
     # the ServerApp's run state (written by the trainer's writer) is what the hub shows
     assert hub.config.federation.train_config is not None
@@ -119,7 +125,9 @@ def test_hub_runs_the_superlink_provisions_nodes_and_shows_progress(
     from selenium.webdriver.common.by import By
 
     web = free_port()
-    server = uvicorn.Server(uvicorn.Config(hub.web_app(), host="127.0.0.1", port=web, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(hub.web_app(), host="127.0.0.1", port=web, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 20, "uvicorn")

@@ -79,7 +79,11 @@ def test_a_review_sends_the_label_to_the_edge_that_produced_the_wafer(
         edge.disconnect()
     topic, first = got[0]
     assert topic == topics.label_topic("edge-07")
-    assert (first.device_id, first.result_id, first.pattern) == ("edge-07", mine.result_id, "Center")
+    assert (first.device_id, first.result_id, first.pattern) == (
+        "edge-07",
+        mine.result_id,
+        "Center",
+    )
     assert first.action == "correct" and first.labelled_by == "reviewer1"
     assert first.source == label_pb2.LABEL_SOURCE_HUB_REVIEW
     assert got[1][1].pattern == "Donut" and got[1][1].label_id != first.label_id

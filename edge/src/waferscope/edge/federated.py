@@ -6,7 +6,8 @@ trains the pattern classifier on the labelled maps this edge holds — the label
 (``--store``: reviewers' labels sent back by the hub and operators' confirmations at the panel,
 exported to the trainer's ``.npz`` layout when the SuperNode starts) and/or files (``--data``:
 WM-811K style ``.npz`` archives or labelled wafer-map files) — and sends only weights and
-metrics to the SuperLink; maps never leave the edge. TLS and node authentication are on unless ``--insecure``.
+metrics to the SuperLink; maps never leave the edge. TLS and node authentication are on
+unless ``--insecure``.
 A SuperNode that cannot connect or is refused activation (a restart within a minute of a crash)
 is started again with growing pauses.
 """
@@ -20,7 +21,6 @@ from typing import Annotated
 import typer
 
 from waferscope.protocols.errors import WaferscopeError
-
 
 log = logging.getLogger("waferscope.edge.federated")
 
@@ -52,7 +52,11 @@ def export_store_labels(store_path: Path, out: Path, classes: tuple[str, ...]) -
     usable = [w for w in wafers if w.pattern in index]
     for w in wafers:
         if w.pattern not in index:
-            log.warning("label of %s: pattern %r is not an engine class; not exported", w.result_id, w.pattern)
+            log.warning(
+                "label of %s: pattern %r is not an engine class; not exported",
+                w.result_id,
+                w.pattern,
+            )
     if not usable:
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +102,9 @@ def federated(
     ] = None,
     classes_from: Annotated[
         Path | None,
-        typer.Option(help="Engine bundle whose pattern classes label the export (default: shipped)."),
+        typer.Option(
+            help="Engine bundle whose pattern classes label the export (default: shipped)."
+        ),
     ] = None,
     ca_cert: Annotated[
         Path | None, typer.Option(help="CA certificate that signed the SuperLink's certificate.")

@@ -110,7 +110,7 @@ class MqttLink:
         self.connection_id = messages.new_message_id()
         self._connected_at = datetime.now(UTC)
         self.on_command: Callable[[deploy_pb2.DeployCommand], None] | None = None
-        self.on_label: Callable[[label_pb2.WaferLabel], None] | None = None
+        self.on_label: Callable[[label_pb2.WaferLabel], object] | None = None
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ client set-up

@@ -14,9 +14,9 @@ from waferscope.hub.blobs import BlobStore, open_blob_store
 from waferscope.hub.config import HubConfig
 from waferscope.hub.db import migrate
 from waferscope.hub.db.engine import Database
-from waferscope.hub.ingest.handler import BatchWriter
 from waferscope.hub.federation.control import FederationControl
 from waferscope.hub.federation.scheduler import RoundScheduler
+from waferscope.hub.ingest.handler import BatchWriter
 from waferscope.hub.ingest.label_publisher import LabelPublisher
 from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics

@@ -32,7 +32,8 @@ class Labelling:
             raise NotFoundException(f"no result {result_id}")
         if pattern.strip() not in self.classes:
             raise ClientException(
-                f"pattern {pattern.strip()!r} is not a class of the engine ({', '.join(self.classes)})"
+                f"pattern {pattern.strip()!r} is not a class of the engine"
+                f" ({', '.join(self.classes)})"
             )
         try:
             panel_label(

@@ -128,7 +128,9 @@ class FederationControl:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        log.info("SuperLink started (pid %d) on port %d", self.superlink.pid, self.config.superlink_port)
+        log.info(
+            "SuperLink started (pid %d) on port %d", self.superlink.pid, self.config.superlink_port
+        )
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the run and the SuperLink (SIGKILL after ``timeout``)."""

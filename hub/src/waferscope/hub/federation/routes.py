@@ -1,4 +1,4 @@
-"""The federation's routes: ``GET /api/v1/federation``, node keys, and the ``/ui/federation`` page."""
+"""The federation's routes: ``GET /api/v1/federation``, node keys, the ``/ui/federation`` page."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def get_federation(federation: Control) -> dict[str, Any]:
     sync_to_thread=True,
     status_code=201,
 )
-def provision_node(request: AnyRequest, federation: Control, device_id: FromPath[str]) -> dict[str, Any]:
+def provision_node(
+    request: AnyRequest, federation: Control, device_id: FromPath[str]
+) -> dict[str, Any]:
     """Issue and register a node key pair for an edge (engineer, admin)."""
     require(request)
     try:

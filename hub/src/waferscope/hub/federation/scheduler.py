@@ -56,7 +56,7 @@ class RoundScheduler:
         while not self._stop.wait(self.control.config.check_interval_s):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - keep scheduling; the next pass tries again
+            except Exception:
                 log.exception("federation scheduling failed")
 
     def start(self) -> None:

@@ -37,9 +37,9 @@ class LabelPublisher:
         self.config = config
         self.poll_s = poll_s
         self.batch = batch
+        self.wake = threading.Event()
         self.client = make_client(config, f"{config.client_id}-labels", manual_ack=False)
         self.client.on_connect = lambda c, u, f, rc, p: self.wake.set()
-        self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -47,8 +47,12 @@ class LabelPublisher:
         """Publish pending labels (oldest first); the number the broker acknowledged."""
         with self.db.session() as s:
             rows = s.execute(
-                select(LabelDispatch.id, LabelDispatch.device_id, LabelDispatch.site,
-                       LabelDispatch.payload)
+                select(
+                    LabelDispatch.id,
+                    LabelDispatch.device_id,
+                    LabelDispatch.site,
+                    LabelDispatch.payload,
+                )
                 .where(LabelDispatch.sent_at.is_(None))
                 .order_by(LabelDispatch.id)
                 .limit(self.batch)
@@ -109,7 +113,7 @@ class LabelPublisher:
             try:
                 while self.send_pending() == self.batch:
                     pass
-            except Exception:  # noqa: BLE001 - a database hiccup: try again next poll
+            except Exception:
                 log.exception("sending labels failed; retrying in %.0f s", self.poll_s)
 
     def start(self) -> None:
@@ -127,4 +131,3 @@ class LabelPublisher:
             self._thread.join(timeout)
         self.client.disconnect()
         self.client.loop_stop()
-

@@ -8,7 +8,6 @@ transaction, and the label publisher (``hub/ingest/label_publisher.py``) sends i
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp

@@ -95,7 +95,7 @@ class FederatedRun:
         """Start round 1 from a trainer checkpoint's weights (same architecture), scored first."""
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
-            self.model.load_state_dict(state["model"] if "model" in state else state)
+            self.model.load_state_dict(state.get("model", state))
         except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
             raise FederatedRunError(f"initial-weights {path}: cannot load: {exc}") from None
         _, self.initial_score = self.evaluate(self.weights())
