@@ -19,11 +19,13 @@ from browser import CHROMEDRIVER, CHROMIUM, MISSING, chromium, ready
 from litestar.testing import TestClient
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "hub"))  # the hub tests' helpers
-from hub_testing import PASSWORD, add_role_users, bearer, hub_config
+from hub_data import make_result, real_grids
+from hub_testing import PASSWORD, add_role_users, bearer, feed, hub_config
 
 from waferscope.hub.app import Hub
+from waferscope.hub.store import review
 from waferscope.trainer.config import load_config
-from waferscope.trainer.federated.deployment import process_env, supernode_command
+from waferscope.trainer.federated.deployment import APP_DIR, process_env, supernode_command
 from waferscope.trainer.federated.server_state import FederatedRun, RoundRecord
 
 from .conftest import server_config
@@ -63,7 +65,7 @@ def fed_hub(tmp_path: Path, data_dir: Path) -> Iterator[Hub]:
 
 
 def test_hub_runs_the_superlink_provisions_nodes_and_shows_progress(
-    fed_hub: Hub, tmp_path: Path, partitions: list[Path]
+    fed_hub: Hub, tmp_path: Path, data_dir: Path, partitions: list[Path]
 ) -> None:
     hub, port = fed_hub, fed_hub.config.federation.superlink_port
     with TestClient(app=hub.web_app()) as client:
@@ -118,6 +120,18 @@ def test_hub_runs_the_superlink_provisions_nodes_and_shows_progress(
     assert doc["rounds"][0]["nodes"] == ["edge-01", "node 42"]
     assert doc["participation"] == {"edge-01": 2, "node 42": 1}
     assert 0.0 <= doc["rounds"][1]["gate_macro_f1"] <= 1.0 and doc["rounds"][0]["bytes"] == 2000
+
+    # enough new labels: the scheduler submits a run of the Flower App to the hub's SuperLink
+    assert not hub.rounds.check()  # no labels yet
+    hub.config.federation.app_dir = APP_DIR
+    wafer = make_result(*real_grids(data_dir, 1)[0], 0, confidence=0.3, pattern="Loc")
+    feed(hub, [wafer])
+    with hub.db.session(write=True) as s:
+        review.submit_review(s, wafer.result_id, reviewer="reviewer1", pattern="Donut")
+    assert hub.rounds.new_labels() == 1 and hub.rounds.check()
+    run_log = hub.federation.state_dir / "flwr-run.log"
+    wait_for(lambda: "Successfully started run" in run_log.read_text(), 90, "the run submitted")
+    assert hub.rounds.new_labels() == 0 and not hub.rounds.check()  # counted from the run's start
 
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip(MISSING)

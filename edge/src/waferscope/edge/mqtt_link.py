@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -414,6 +415,8 @@ class MqttLink:
                 self.on_label(message)
             except WaferscopeError as exc:
                 log.warning("ignored a label on %s: %s", msg.topic, exc)
+            except sqlite3.Error:  # the store is unusable: say so, keep the link alive
+                log.exception("could not store a label from %s", msg.topic)
 
     def publish_deploy_ack(self, ack: deploy_pb2.DeployAck) -> None:
         """Answer a deploy command (QoS 1, not retained)."""
