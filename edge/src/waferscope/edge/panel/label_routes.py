@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Router, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import Dependency, FromPath, JSONBody, URLEncodedBody
+from litestar.params import FromPath, JSONBody, URLEncodedBody
 from litestar.response import Redirect
 
 from waferscope.edge.labels import LabelError, label_of, panel_label
@@ -53,7 +53,7 @@ def provide_labelling(state: State) -> Labelling:
     )
 
 
-LabellingDep = Annotated[Labelling, Dependency(skip_validation=True)]
+LabellingDep = NamedDependency[Labelling]
 
 
 @dataclass

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Response, Router, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import Dependency, FromPath
+from litestar.params import FromPath
 from litestar.response import Template
 
 from waferscope.hub import auth
@@ -22,7 +22,7 @@ def provide_federation(request: AnyRequest) -> FederationControl:
     return hub_of(request).federation
 
 
-Control = Annotated[FederationControl, Dependency(skip_validation=True)]
+Control = NamedDependency[FederationControl]
 
 
 @get("/api/v1/federation", opt={"permission": auth.VIEW}, sync_to_thread=True)
