@@ -169,6 +169,10 @@ def test_panel_in_headless_chromium(panel_agent: Wiring, artifacts_dir: Path) ->
         text = driver.find_element(By.CSS_SELECTOR, ".facts").text
         assert "Pattern probabilities" in text and "Hot regions" in text and "Root cause" in text
         driver.save_screenshot(str(artifacts_dir / "edge-panel-wafer.png"))
+        assert "Not labelled yet" in driver.find_element(By.ID, "label").text
+        driver.find_element(By.ID, "confirm").click()  # the operator confirms the prediction
+        wait_for(lambda: "(confirm)" in driver.find_element(By.ID, "label").text, 10, what="label")
+        assert "at the panel" in driver.find_element(By.ID, "label").text
 
         driver.get(root + "/")
         first = driver.find_element(By.CSS_SELECTOR, "table.alerts tr[data-alert-id]")
