@@ -761,7 +761,39 @@ ERRORS: dict[str, Entry] = {
         means="The edge was asked to join a federated run but the optional federated client "
         "(trainer + Flower) is not installed, or a data, CA or key file is missing.",
         todo="Install `waferscope-edge[federated]` and Flower as `scripts/setup.sh` does (Flower "
-        "with `--no-deps`, see `docs/federated.md`), and check the named file.",
+        "with `--no-deps`, see `docs/federated.md`), and check the named file; with `--store`, "
+        "`edge federated: no labelled maps` means the store holds no labels with maps yet.",
+    ),
+    "edge.LabelError": Entry(
+        shape="`label <id> of result <id>: no pattern`, `label <id>: unknown source <n>`, "
+        "`panel label: no result <id> in this edge's store`.",
+        shows="Agent log: `ignored a label on waferscope/v1/<site>/<device>/label: ...` "
+        "(nothing stored); the panel answers HTTP 400 / 404.",
+        means="A label from the hub or the panel cannot be stored: it names no pattern, or the "
+        "panel was asked to label a result this edge does not hold.",
+        todo="Label again with a pattern of the engine's class list; results pruned from the "
+        "edge store cannot be labelled at the panel (the hub's review still reaches the edge).",
+    ),
+    "hub.FederationError": Entry(
+        shape="`the SuperLink is not running (federation.enabled?)`, `flwr supernode register "
+        "<device>: <flwr output>`, `edge <device> has no node key (provision it first)`, "
+        "`federation.app_dir and federation.train_config must be set`.",
+        shows="`POST /api/v1/federation/nodes/<device>`: HTTP 400; the key bundle route: "
+        "HTTP 404; hub log `federation scheduling failed`.",
+        means="The hub cannot provision a node or submit a federated run: federation is off, the "
+        "SuperLink did not start (see `<state_dir>/superlink.log`), or settings are missing.",
+        todo="Set `[federation] enabled = true` (with the `[federated]` extra installed), check "
+        "`superlink.log` in the federation state folder, provision the edge before exporting "
+        "its keys.",
+    ),
+    "protocols.FederationHistoryError": Entry(
+        shape="`<run dir>/history.jsonl:<line>: not a round record: ...`, "
+        "`<run dir>/summary.json: not JSON: ...`.",
+        shows="`GET /api/v1/federation` and `/ui/federation`: HTTP 500 with the message.",
+        means="A federated run's state file was damaged or written by something else than the "
+        "trainer's ServerApp.",
+        todo="Move the damaged file aside; the ServerApp's `server_state.pt` still holds the "
+        "history and the next round appends again.",
     ),
 }
 

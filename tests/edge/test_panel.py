@@ -169,6 +169,10 @@ def test_panel_in_headless_chromium(panel_agent: Wiring, artifacts_dir: Path) ->
         text = driver.find_element(By.CSS_SELECTOR, ".facts").text
         assert "Pattern probabilities" in text and "Hot regions" in text and "Root cause" in text
         driver.save_screenshot(str(artifacts_dir / "edge-panel-wafer.png"))
+        assert "Not labelled yet" in driver.find_element(By.ID, "label").text
+        driver.find_element(By.ID, "confirm").click()  # the operator confirms the prediction
+        wait_for(lambda: "(confirm)" in driver.find_element(By.ID, "label").text, 10, what="label")
+        assert "at the panel" in driver.find_element(By.ID, "label").text
 
         driver.get(root + "/")
         first = driver.find_element(By.CSS_SELECTOR, "table.alerts tr[data-alert-id]")
@@ -300,3 +304,67 @@ def test_which_hosts_count_as_this_machine_and_an_empty_token_file(tmp_path: Pat
                 {"device_id": "a", "panel": {"api_token_file": "missing.token"}}
             ).resolve(tmp_path)
         )
+
+
+def test_labels_from_the_hub_and_the_panel_go_to_the_store(
+    panel_agent: Wiring, broker: Broker
+) -> None:
+    from waferscope.edge.labels import label_counts, label_of, labelled_wafers
+    from waferscope.protocols import messages, topics
+    from waferscope.protocols.pb import label_pb2
+
+    w, root = panel_agent, base(panel_agent)
+    first, second, third = (r["result_id"] for r in w.store.recent_results(limit=3))
+    label = label_pb2.WaferLabel(
+        schema_version=1,
+        label_id=messages.new_message_id(),
+        device_id=w.config.device_id,
+        result_id=first,
+        pattern="Donut",
+        action="correct",
+        labelled_by="reviewer-1",
+        source=label_pb2.LABEL_SOURCE_HUB_REVIEW,
+    )
+    hub = Subscriber(broker.port, topic="none/#", client_id="test-hub")
+    try:
+        wait_for(hub.client.is_connected, 10, what="hub client")
+        topic = topics.label_topic(w.config.device_id, site=w.config.site)
+        hub.client.publish(topic, messages.encode(label), qos=topics.qos("label")).wait_for_publish(
+            10
+        )
+        wrong = label_pb2.WaferLabel()
+        wrong.CopyFrom(label)
+        wrong.pattern = " "  # no pattern: refused with one logged error, nothing stored
+        wrong.result_id = third
+        wrong.label_id = messages.new_message_id()
+        hub.client.publish(topic, messages.encode(wrong), qos=1).wait_for_publish(10)
+    finally:
+        hub.close()
+    wait_for(lambda: label_of(w.store, first) is not None, 10, what="the hub's label stored")
+    stored = label_of(w.store, first)
+    assert stored is not None
+    assert (stored["pattern"], stored["source"], stored["labelled_by"]) == (
+        "Donut",
+        "hub-review",
+        "reviewer-1",
+    )
+    assert label_of(w.store, third) is None
+
+    predicted = w.store.result(second)
+    assert predicted is not None
+    status, body = post_json(
+        f"{root}/api/wafers/{second}/label",
+        {"pattern": predicted[1].pattern.name, "operator": "op"},
+    )
+    assert status == 200 and body["action"] == "confirm" and body["source"] == "edge-panel"
+    assert post_json(f"{root}/api/wafers/{second}/label", {"pattern": "Nope"})[0] == 400
+    assert post_json(f"{root}/api/wafers/nope/label", {"pattern": "Donut"})[0] == 404
+
+    counts = label_counts(w.store)
+    assert counts == {"hub-review": 1, "edge-panel": 1, "with_map": 2}
+    wafers = {x.result_id: x for x in labelled_wafers(w.store)}
+    assert set(wafers) == {first, second} and wafers[first].pattern == "Donut"
+    held = w.store.result(first)
+    assert held is not None
+    assert wafers[first].grid.shape == (held[1].map.rows, held[1].map.cols)
+    assert int((wafers[first].grid == 2).sum()) == held[1].fail_count

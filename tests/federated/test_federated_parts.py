@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,24 @@ def test_server_state_resumes_after_a_round(tmp_path: Path, data_dir: Path) -> N
         FederatedRun(cfg)
 
 
+def test_server_state_warm_starts_from_a_checkpoint(tmp_path: Path, data_dir: Path) -> None:
+    cfg = load_config(server_config(tmp_path, data_dir))
+    donor = FederatedRun(cfg).weights()
+    donor = OrderedDict((k, v + 0.01 if v.is_floating_point() else v) for k, v in donor.items())
+    torch.save({"model": donor}, tmp_path / "warm.pt")
+    run = FederatedRun(cfg, initial_weights=tmp_path / "warm.pt")
+    assert run.initial_score is not None and 0.0 <= run.initial_score <= 1.0
+    for key, value in run.weights().items():
+        assert torch.equal(value, donor[key])
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(FederatedRunError, match=r"initial-weights .*bad\.pt"):
+        FederatedRun(cfg, initial_weights=tmp_path / "bad.pt")
+    settings = FederatedSettings.from_run_config(
+        {"train-config": "x.toml", "num-rounds": 1, "local-steps": 1, "initial-weights": "w.pt"}
+    )
+    assert settings.initial_weights == Path("w.pt")
+
+
 def test_edge_federated_command(tmp_path: Path, partitions: list[Path]) -> None:
     tls = make_tls(tmp_path)
     keys = make_node_keys(tmp_path, "edge-1")
@@ -151,6 +170,61 @@ def test_edge_federated_command(tmp_path: Path, partitions: list[Path]) -> None:
         check=False,
     )
     assert done.returncode != 0 and "--ca-cert and --key are required" in done.stderr
+
+
+def test_edge_store_labels_export_to_the_trainer_layout(tmp_path: Path) -> None:
+    from waferscope.edge.federated import export_store_labels
+    from waferscope.edge.labels import label_counts, record_label
+    from waferscope.edge.store import Store
+    from waferscope.protocols import messages
+    from waferscope.protocols.pb import label_pb2, result_pb2
+
+    classes = ("Center", "Donut", "none")
+    store = Store(tmp_path / "edge.db")
+    grids = {}
+    for seq, pattern in enumerate(["Donut", "Center", "Unknown-class", "none"], start=1):
+        rid = messages.new_message_id()
+        grid = np.ones((5 + seq, 6), np.uint8)
+        grid[0, :seq] = 2
+        grids[rid] = (grid, pattern)
+        result = result_pb2.WaferResult(result_id=rid, device_id="edge-1", sequence=seq)
+        result.map.CopyFrom(messages.pack_states(grid))
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO results (result_id, sequence, message) VALUES (?, ?, ?)",
+                (rid, seq, result.SerializeToString()),
+            )
+        label = label_pb2.WaferLabel(
+            label_id=messages.new_message_id(),
+            device_id="edge-1",
+            result_id=rid,
+            pattern=pattern,
+            source=label_pb2.LABEL_SOURCE_HUB_REVIEW,
+        )
+        assert record_label(store, label)
+        assert not record_label(store, label)  # a repeated delivery changes nothing
+    gone = label_pb2.WaferLabel(  # a label of a pruned result: kept, without a map
+        label_id=messages.new_message_id(),
+        device_id="edge-1",
+        result_id=messages.new_message_id(),
+        pattern="Donut",
+        source=label_pb2.LABEL_SOURCE_HUB_REVIEW,
+    )
+    assert record_label(store, gone)
+    assert label_counts(store) == {"hub-review": 5, "with_map": 4}
+    store.close()
+    out = tmp_path / "export" / "labels.npz"
+    assert export_store_labels(tmp_path / "edge.db", out, classes) == 3
+    arrays = load_labelled_arrays(out)
+    assert tuple(arrays.class_names) == classes
+    exported = sorted(
+        (classes[int(t)], m.shape, int((m == 2).sum()))
+        for m, t in zip(arrays.maps, arrays.targets, strict=True)
+    )
+    expected = sorted((p, g.shape, int((g == 2).sum())) for g, p in grids.values() if p in classes)
+    assert exported == expected
+    with pytest.raises(FederatedClientError, match="no such file"):
+        export_store_labels(tmp_path / "missing.db", out, classes)
 
 
 def test_edge_federated_extra_brings_the_trainer_only_when_asked() -> None:

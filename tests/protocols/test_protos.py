@@ -38,6 +38,7 @@ from waferscope.protocols.pb import (
     device_pb2,
     ingest_pb2,
     ingest_pb2_grpc,
+    label_pb2,
     release_pb2,
     result_pb2,
     transfer_pb2,
@@ -56,6 +57,7 @@ PB_MODULES: list[ModuleType] = [
     deploy_pb2,
     device_pb2,
     ingest_pb2,
+    label_pb2,
     release_pb2,
     result_pb2,
     transfer_pb2,
@@ -148,9 +150,13 @@ def message_class(descriptor: Descriptor) -> type[Message]:
 
 def scalar_sample(field: FieldDescriptor, ordinal: int) -> Any:
     """A value for a scalar field that survives JSON exactly (floats are binary fractions)."""
-    if field.name in {"result_id", "alert_id", "command_id", "ack_id"} or field.name.endswith(
-        "result_ids"
-    ):
+    if field.name in {
+        "result_id",
+        "alert_id",
+        "command_id",
+        "ack_id",
+        "label_id",
+    } or field.name.endswith("result_ids"):
         return str(uuid.UUID(int=(ordinal + 1) * 0x1234567, version=4))
     if field.name == "device_id":
         return "edge-01"

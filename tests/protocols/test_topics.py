@@ -20,6 +20,7 @@ BUILDERS = {
     TopicKind.DEPLOY: topics.deploy_topic,
     TopicKind.DEPLOY_ACK: topics.deploy_ack_topic,
     TopicKind.SHADOW_REPORT: topics.shadow_report_topic,
+    TopicKind.LABEL: topics.label_topic,
 }
 
 ID_ALPHABET = string.ascii_letters + string.digits + "._-"
@@ -79,7 +80,7 @@ def test_directions() -> None:
         for k, spec in topics.TOPIC_SPECS.items()
         if spec.direction is topics.Direction.HUB_TO_EDGE
     }
-    assert hub_to_edge == {TopicKind.DEPLOY}
+    assert hub_to_edge == {TopicKind.DEPLOY, TopicKind.LABEL}
 
 
 # --------------------------------------------------------------------------- hostile ids
@@ -259,8 +260,10 @@ def test_hub_subscriptions_share_events_but_never_the_retained_status() -> None:
 
 def test_edge_subscribes_only_to_its_own_commands() -> None:
     assert topics.edge_subscriptions("edge-01", site="fab3") == [
-        "waferscope/v1/fab3/edge-01/deploy"
+        "waferscope/v1/fab3/edge-01/deploy",
+        "waferscope/v1/fab3/edge-01/label",
     ]
+    assert topics.qos(TopicKind.LABEL) == 1 and not topics.is_retained(TopicKind.LABEL)
     mine = topics.edge_subscriptions("edge-01")[0]
     assert not topics.matches(mine, topics.deploy_topic("edge-02"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from waferscope.edge.agent import Agent, Part
@@ -20,6 +21,7 @@ from waferscope.edge.device_info import DeviceInfo
 from waferscope.edge.engine import BundleWatcher, ModelSlot, load_model
 from waferscope.edge.grpc_ingest import IngestServer, TesterIngestService
 from waferscope.edge.hot_folder import HotFolder
+from waferscope.edge.labels import record_label
 from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.mqtt_link import MqttLink
 from waferscope.edge.releases import ReleaseManager
@@ -85,6 +87,7 @@ def build_agent(config: EdgeConfig) -> Wiring:
         releases.on_report = link.publish_shadow_report
         deploys = DeployHandler(releases, config.device_id, link.publish_deploy_ack)
         link.on_command = deploys.submit
+        link.on_label = partial(record_label, store)
     worker = Worker(
         config,
         slot,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +40,14 @@ from waferscope.edge.metrics import AgentMetrics
 from waferscope.edge.store import OutboxRow, Store
 from waferscope.protocols import messages, topics, tracing
 from waferscope.protocols.errors import WaferscopeError
-from waferscope.protocols.pb import alert_pb2, deploy_pb2, device_pb2, release_pb2, result_pb2
+from waferscope.protocols.pb import (
+    alert_pb2,
+    deploy_pb2,
+    device_pb2,
+    label_pb2,
+    release_pb2,
+    result_pb2,
+)
 
 log = logging.getLogger(__name__)
 ACK_BATCH = 32
@@ -103,6 +111,7 @@ class MqttLink:
         self.connection_id = messages.new_message_id()
         self._connected_at = datetime.now(UTC)
         self.on_command: Callable[[deploy_pb2.DeployCommand], None] | None = None
+        self.on_label: Callable[[label_pb2.WaferLabel], object] | None = None
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ client set-up
@@ -389,7 +398,10 @@ class MqttLink:
         return topic, payload, self._props(message, traceparent, self.config.encoding)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        """A hub-to-edge message (a deploy command): decode, check, hand over."""
+        """A hub-to-edge message (a deploy command, a label): decode, check, hand over.
+
+        A label is stored before this returns, so its PUBACK follows the commit.
+        """
         content = getattr(msg.properties, "ContentType", None) if msg.properties else None
         try:
             _, message = messages.decode_topic(msg.topic, msg.payload, content)
@@ -398,6 +410,13 @@ class MqttLink:
             return
         if isinstance(message, deploy_pb2.DeployCommand) and self.on_command is not None:
             self.on_command(message)
+        elif isinstance(message, label_pb2.WaferLabel) and self.on_label is not None:
+            try:
+                self.on_label(message)
+            except WaferscopeError as exc:
+                log.warning("ignored a label on %s: %s", msg.topic, exc)
+            except sqlite3.Error:  # the store is unusable: say so, keep the link alive
+                log.exception("could not store a label from %s", msg.topic)
 
     def publish_deploy_ack(self, ack: deploy_pb2.DeployAck) -> None:
         """Answer a deploy command (QoS 1, not retained)."""

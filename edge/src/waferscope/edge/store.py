@@ -103,6 +103,10 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (rows as :class:`sqlite3.Row`)."""
+        return self._reader()
+
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:

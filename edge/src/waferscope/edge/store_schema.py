@@ -3,7 +3,10 @@
 Versions: 1 the first; 2 adds ``outbox.traceparent`` (the W3C trace context of the wafer a
 message belongs to); 3 adds ``releases`` (every signed release the edge accepted, its slot and
 state: the highest version guards against rollback and replay; ``deploy_commands``: the deploy
-commands already executed). A file of an older version is
+commands already executed); 4 adds ``labels`` (ground-truth labels of this edge's wafers: a
+reviewer's label sent back by the hub, or an operator's confirmation at the panel, with the
+wafer's map copied in so the label outlives the pruning of its result; the federated client's
+training data). A file of an older version is
 brought up to date when it is opened (new columns and tables are added, existing rows keep empty
 values); a file of a newer version is refused.
 """
@@ -14,7 +17,7 @@ import sqlite_utils
 
 from waferscope.protocols.errors import WaferscopeError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class StoreError(WaferscopeError):
@@ -120,6 +123,25 @@ def create_schema(db: sqlite_utils.Database) -> None:
     db["deploy_commands"].create(  # type: ignore[union-attr]
         {"command_id": str, "status": str, "received_at": float},
         pk="command_id",
+        if_not_exists=True,
+    )
+    db["labels"].create(  # type: ignore[union-attr]
+        {
+            "result_id": str,
+            "label_id": str,
+            "pattern": str,
+            "root_cause": str,
+            "action": str,
+            "labelled_by": str,
+            "source": str,
+            "labelled_at": float,
+            "received_at": float,
+            "lot_id": str,
+            "wafer_id": str,
+            "map": bytes,
+        },
+        pk="result_id",
+        not_null={"label_id", "pattern", "source"},
         if_not_exists=True,
     )
     # AUTOINCREMENT: outbox ids never go back, even when the outbox has been emptied (the

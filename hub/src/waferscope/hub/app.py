@@ -18,7 +18,10 @@ from waferscope.hub.db.engine import Database
 from waferscope.hub.db.schema import DriftSnapshot
 from waferscope.hub.drift.job import DriftMonitor
 from waferscope.hub.drift.report import DriftCollector, latest
+from waferscope.hub.federation.control import FederationControl
+from waferscope.hub.federation.scheduler import RoundScheduler
 from waferscope.hub.ingest.handler import BatchWriter
+from waferscope.hub.ingest.label_publisher import LabelPublisher
 from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics
 from waferscope.hub.notify.channels import build_channels
@@ -83,6 +86,11 @@ class Hub:
             if config.mqtt.enabled
             else None
         )
+        self.labels = (
+            LabelPublisher(self.db, config.mqtt) if config.mqtt.enabled and worker == 0 else None
+        )
+        self.federation = FederationControl(config.federation, config.data_dir)
+        self.rounds = RoundScheduler(self.db, self.federation)
         self.notifier = Notifier(self.db, self.channels, config.notify, self.metrics)
         self.rules = RuleRunner(self.db, config.alerts, self.channels, self.metrics)
         self.drift = DriftMonitor(
@@ -130,6 +138,11 @@ class Hub:
         if ingest and self.ingest is not None:
             self.ingest.start()
         if services and self.worker == 0:
+            if self.labels is not None:
+                self.labels.start()
+            if self.config.federation.enabled:
+                self.federation.start()
+                self.rounds.start()
             self.notifier.start()
             self.rules.start()
             if self.config.drift.enabled:
@@ -139,6 +152,10 @@ class Hub:
     def stop(self) -> None:
         if self.ingest is not None:
             self.ingest.stop()
+        if self.labels is not None:
+            self.labels.stop()
+        self.rounds.stop()
+        self.federation.stop()
         self.notifier.stop()
         self.rules.stop()
         self.drift.stop()

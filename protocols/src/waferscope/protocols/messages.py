@@ -43,6 +43,7 @@ from waferscope.protocols.pb import (
     bundle_pb2,
     deploy_pb2,
     device_pb2,
+    label_pb2,
     release_pb2,
     result_pb2,
 )
@@ -75,9 +76,17 @@ DeployCommand: TypeAlias = deploy_pb2.DeployCommand
 DeployAck: TypeAlias = deploy_pb2.DeployAck
 BundleManifest: TypeAlias = bundle_pb2.BundleManifest
 ShadowReport: TypeAlias = release_pb2.ShadowReport
+WaferLabel: TypeAlias = label_pb2.WaferLabel
 
 MqttMessage: TypeAlias = (
-    WaferResult | Alert | DeviceStatus | DeviceBirth | DeployCommand | DeployAck | ShadowReport
+    WaferResult
+    | Alert
+    | DeviceStatus
+    | DeviceBirth
+    | DeployCommand
+    | DeployAck
+    | ShadowReport
+    | WaferLabel
 )
 """Any message that travels on an MQTT topic."""
 
@@ -92,6 +101,7 @@ MESSAGE_TYPES: Final[Mapping[TopicKind, type[MqttMessage]]] = MappingProxyType(
         TopicKind.DEPLOY: DeployCommand,
         TopicKind.DEPLOY_ACK: DeployAck,
         TopicKind.SHADOW_REPORT: ShadowReport,
+        TopicKind.LABEL: WaferLabel,
     }
 )
 """The payload message of each kind of topic."""
@@ -106,9 +116,10 @@ _REQUIRED: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "DeployCommand": ("command_id", "device_id"),
         "DeployAck": ("ack_id", "command_id", "device_id"),
         "ShadowReport": ("report_id", "device_id"),
+        "WaferLabel": ("label_id", "device_id", "result_id", "pattern"),
     }
 )
-_UUID_FIELDS: Final = frozenset({"result_id", "alert_id", "command_id", "ack_id"})
+_UUID_FIELDS: Final = frozenset({"result_id", "alert_id", "command_id", "ack_id", "label_id"})
 _SCHEMA_FIELD: Final = "schema_version"
 
 

@@ -12,6 +12,7 @@ The tree (``docs/messages.md`` tells the whole story)::
     deploy      hub -> edge   DeployCommand  no        1
     deploy-ack  edge -> hub   DeployAck      no        1
     shadow-report edge -> hub ShadowReport   no        1   (a candidate release on trial)
+    label       hub -> edge   WaferLabel     no        1   (a reviewer's label, back to its edge)
 
 Only ``status`` is retained, so a subscriber learns every device's current state at once; events
 (results, alerts, births, commands, acks) are never retained, or a restarted hub would ingest the
@@ -73,6 +74,7 @@ class TopicKind(StrEnum):
     DEPLOY = "deploy"
     DEPLOY_ACK = "deploy-ack"
     SHADOW_REPORT = "shadow-report"
+    LABEL = "label"
 
 
 class Direction(StrEnum):
@@ -112,6 +114,7 @@ TOPIC_SPECS: Final[Mapping[TopicKind, TopicSpec]] = MappingProxyType(
         TopicKind.SHADOW_REPORT: TopicSpec(
             TopicKind.SHADOW_REPORT, Direction.EDGE_TO_HUB, False, 1, "ShadowReport"
         ),
+        TopicKind.LABEL: TopicSpec(TopicKind.LABEL, Direction.HUB_TO_EDGE, False, 1, "WaferLabel"),
     }
 )
 """One entry per :class:`TopicKind`; the single place retain flags and QoS are decided."""
@@ -245,6 +248,9 @@ def shadow_report_topic(device_id: str, *, site: str | None = None) -> str:
 def kinds_towards(direction: Direction) -> list[TopicKind]:
     """The topic kinds published in ``direction``, in table order (broker ACLs are built on it)."""
     return [kind for kind, spec in TOPIC_SPECS.items() if spec.direction is direction]
+def label_topic(device_id: str, *, site: str | None = None) -> str:
+    """Where the hub sends a reviewer's label to the edge that produced the wafer (QoS 1)."""
+    return topic_name(TopicKind.LABEL, device_id, site=site)
 
 
 def is_retained(kind: TopicKind | str) -> bool:

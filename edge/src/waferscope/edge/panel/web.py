@@ -20,6 +20,7 @@ from litestar.template.config import TemplateConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from waferscope.edge.device_info import agent_version, disk_usage
+from waferscope.edge.labels import label_of
 from waferscope.edge.panel.access import ReloadGuard, ReloadRefusedError
 from waferscope.edge.panel.images import PictureCache
 from waferscope.edge.panel.login import (
@@ -33,6 +34,7 @@ from waferscope.edge.panel.login import (
     viewer,
 )
 from waferscope.edge.panel.operator_auth import OperatorAuth
+from waferscope.edge.panel.label_routes import label_router
 from waferscope.protocols import messages
 from waferscope.protocols.inference import result_map_png, result_overlay_png
 from waferscope.protocols.pb import common_pb2, result_pb2
@@ -184,6 +186,8 @@ def wafer_page(request: AnyRequest, state: State, result_id: FromPath[str]) -> T
             "viewer": viewer(request),
             "status": status_view(w),
             "wafer": wafer_view(meta, result),
+            "label": label_of(w.store, result_id),
+            "classes": list(w.slot.current.bundle.pattern_classes),
             "refresh": w.config.panel.refresh_s * 6,
         },
     )
@@ -368,6 +372,7 @@ def create_app(wiring: Wiring) -> Litestar:
             healthz,
             readyz,
             *ROUTES,
+            label_router,
             create_static_files_router(path="/static", directories=[HERE / "static"], opt=OPEN),
         ],
         guards=[panel_guard],

@@ -30,6 +30,7 @@ from waferscope.hub.config.alerts import (
 )
 from waferscope.hub.config.storage import BlobConfig, DatabaseConfig, S3Config
 from waferscope.hub.drift.config import DriftConfig
+from waferscope.hub.federation.settings import FederationConfig
 from waferscope.protocols.errors import TopicError
 from waferscope.protocols.settings import ClientTlsSection, Section, TracingSection
 from waferscope.protocols.topics import validate_id
@@ -318,6 +319,7 @@ class HubConfig(Section):
     notify: NotifyConfig = Field(default=NotifyConfig())
     engine: EngineConfig = Field(default=EngineConfig())
     tracing: TracingConfig = Field(default=TracingConfig())
+    federation: FederationConfig = Field(default=FederationConfig())
 
     # ------------------------------------------------------------------ derived
     def resolve(self, base: Path) -> HubConfig:
@@ -336,6 +338,9 @@ class HubConfig(Section):
             tls.key_file = fix(tls.key_file)
         cfg.engine.bundle = fix(cfg.engine.bundle)
         cfg.ingest.commit_log = fix(cfg.ingest.commit_log)
+        fed = cfg.federation
+        fed.state_dir, fed.app_dir = fix(fed.state_dir), fix(fed.app_dir)
+        fed.train_config = fix(fed.train_config)
         return cfg
 
     @property

@@ -418,3 +418,25 @@ class TrainingJob(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index(None, "state", "created_at"),)
+
+
+class LabelDispatch(Base):
+    """A reviewer's label waiting for (or sent to) the edge that produced the wafer.
+
+    Written in the review's transaction, so no label is lost when the broker is away; the label
+    publisher sends pending rows on the edge's ``label`` topic (QoS 1) and stamps ``sent_at``
+    once the broker has acknowledged them.
+    """
+
+    __tablename__ = "label_dispatch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    label_id: Mapped[str] = mapped_column(ID, unique=True)
+    result_id: Mapped[str] = mapped_column(ID)
+    device_id: Mapped[str] = mapped_column(NAME)
+    site: Mapped[str | None] = mapped_column(NAME)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # binary protobuf WaferLabel
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index(None, "sent_at", "id"), Index(None, "device_id", "created_at"))

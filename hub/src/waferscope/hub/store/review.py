@@ -1,15 +1,24 @@
-"""Reviews and labels: a reviewer confirms or corrects a result; the label is the ground truth."""
+"""Reviews and labels: a reviewer confirms or corrects a result; the label is the ground truth.
+
+A label of a wafer an edge classified also goes back to that edge (its federated training
+data): :func:`submit_review` queues a ``WaferLabel`` in ``label_dispatch`` in the same
+transaction, and the label publisher (``hub/ingest/label_publisher.py``) sends it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.orm import Session
 
 from waferscope.hub.db.engine import utcnow
-from waferscope.hub.db.schema import Label, Result, Review, ReviewItem
+from waferscope.hub.db.schema import Device, Label, LabelDispatch, Result, Review, ReviewItem
 from waferscope.hub.store.audit import audit
+from waferscope.protocols import messages
 from waferscope.protocols.errors import WaferscopeError
+from waferscope.protocols.pb import label_pb2
 
 
 class ReviewError(WaferscopeError):
@@ -75,6 +84,8 @@ def submit_review(
         item.closed_by = reviewer
     after = {"pattern": pattern, "root_cause": root_cause}
     changed = before != after
+    if result.origin == "edge":
+        queue_label_for_edge(session, result, review, now)
     audit(
         session,
         reviewer,
@@ -84,6 +95,36 @@ def submit_review(
         remote_addr=remote_addr,
     )
     return ReviewOutcome(review.id, action, changed)
+
+
+def queue_label_for_edge(session: Session, result: Result, review: Review, now: datetime) -> None:
+    """Queue the label for the edge that produced the wafer (sent by the label publisher)."""
+    stamp = Timestamp()
+    stamp.FromDatetime(now.replace(tzinfo=UTC) if now.tzinfo is None else now)
+    label = label_pb2.WaferLabel(
+        schema_version=messages.SCHEMA_VERSION,
+        label_id=messages.new_message_id(),
+        device_id=result.device_id,
+        result_id=result.result_id,
+        pattern=review.pattern,
+        root_cause=review.root_cause,
+        action=review.action,
+        labelled_by=review.reviewer,
+        source=label_pb2.LABEL_SOURCE_HUB_REVIEW,
+        labelled_time=stamp,
+    )
+    device = session.get(Device, result.device_id)
+    session.add(
+        LabelDispatch(
+            label_id=label.label_id,
+            result_id=result.result_id,
+            device_id=result.device_id,
+            site=device.site if device is not None else None,
+            payload=label.SerializeToString(),
+            created_at=now,
+            attempts=0,
+        )
+    )
 
 
 def skip(session: Session, result_id: str, *, reviewer: str) -> bool:

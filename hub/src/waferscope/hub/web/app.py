@@ -25,6 +25,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import Message, Scope
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from waferscope.hub.federation.routes import federation_router
 from waferscope.hub.web import api, api_admin, drift, forms, shortcuts, training, ui
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.ui_support import CorruptBlobError
@@ -144,6 +145,7 @@ def create_app(hub: Hub) -> Litestar:
             *forms.ROUTES,
             drift.ROUTER,
             *training.ROUTES,
+            federation_router,
         ],
         guards=[permission_guard],
         middleware=[DefineMiddleware(AuthMiddleware)],

@@ -59,7 +59,7 @@ def train(msg: Message, context: Context) -> Message:
         _weights(msg),
         int(_number(config, "local-steps", 1)),
         proximal_mu=_number(config, "proximal-mu", 0.0),
-        seed=int(_number(config, "round", 1)) * 1009 + context.node_id % 1009,
+        seed=int(_number(config, "round", 1)) * 1009,  # fixed per round: repeatable runs
     )
     metrics: dict[str, MetricRecordValues] = {
         "num-examples": result.num_examples,

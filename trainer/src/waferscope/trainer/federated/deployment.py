@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,49 +21,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import tomli_w
+from waferscope.protocols.federation_commands import (
+    executable,
+    process_env,
+    superlink_command,
+    write_connection,
+)
+from waferscope.protocols.federation_commands import run_command as flwr_run_command
 
-from waferscope.trainer.federated.credentials import TlsFiles
+__all__ = [
+    "APP_DIR",
+    "executable",
+    "process_env",
+    "run_command",
+    "superlink_command",
+    "supernode_command",
+    "supervise_supernode",
+    "write_connection",
+]
 
 APP_DIR = Path(__file__).with_name("flower_app")
 # How flower-supernode says it cannot connect to or activate at the SuperLink: Flower's exit code
 # 305 (flwr.supercore.exit.ExitCode.SUPERNODE_CONNECTION_ERROR) in its last words; the process
 # itself exits with status 1 for every error.
 SUPERNODE_CONNECTION_ERROR = "Exit Code: 305"
-
-
-def executable(name: str) -> str:
-    """The Flower console script next to this interpreter (a virtualenv), else on PATH."""
-    beside = Path(sys.executable).with_name(name)
-    if beside.exists():
-        return str(beside)
-    return shutil.which(name) or name
-
-
-def process_env(flwr_home: Path | None = None) -> dict[str, str]:
-    """The environment for Flower processes: this interpreter's scripts first on PATH (the
-    SuperLink and SuperNodes start ``flower-superexec`` and the app processes by name), and
-    ``FLWR_HOME`` when given."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    if flwr_home is not None:
-        env["FLWR_HOME"] = str(flwr_home)
-    return env
-
-
-def superlink_command(
-    host: str, port: int, tls: TlsFiles | None, *, node_auth: bool = True
-) -> list[str]:
-    cmd = [executable("flower-superlink"), "--host", host, "--port", str(port)]
-    cmd.append("--disable-runtime-dependency-installation")
-    if tls is None:
-        cmd.append("--insecure")
-    else:
-        cmd += ["--ssl-certfile", str(tls.server_cert), "--ssl-keyfile", str(tls.server_key)]
-        cmd += ["--ssl-ca-certfile", str(tls.ca_cert)]
-    if node_auth:
-        cmd.append("--enable-supernode-auth")
-    return cmd
 
 
 def supernode_command(
@@ -162,28 +142,6 @@ def supervise_supernode(
         pause = min(backoff[1], pause * 2)
 
 
-def write_connection(flwr_home: Path, name: str, address: str, ca_cert: Path | None) -> Path:
-    """Add or replace the SuperLink connection ``name`` in ``$FLWR_HOME/config.toml``."""
-    flwr_home.mkdir(parents=True, exist_ok=True)
-    path = flwr_home / "config.toml"
-    entry: dict[str, Any] = {"address": address}
-    if ca_cert is None:
-        entry["insecure"] = True
-    else:
-        entry["root-certificates"] = str(ca_cert)
-    doc: dict[str, Any] = {"superlink": {"default": name, name: entry}}
-    path.write_text(tomli_w.dumps(doc), encoding="utf-8")
-    return path
-
-
 def run_command(connection: str, run_config: dict[str, Any]) -> list[str]:
     """``flwr run`` of the waferscope app with run-config overrides, streaming its logs."""
-    overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in run_config.items())
-    cmd = [executable("flwr"), "run", str(APP_DIR), connection, "--stream"]
-    if overrides:
-        cmd += ["--run-config", overrides]
-    return cmd
-
-
-def _toml_value(value: Any) -> str:
-    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+    return flwr_run_command(APP_DIR, connection, run_config)

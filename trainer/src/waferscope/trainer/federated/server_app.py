@@ -8,7 +8,8 @@ gate set, ``data.train`` = server-held maps used only for INT8 calibration), ``n
 ``min-train-nodes``, ``min-available-nodes``, ``fraction-evaluate``, ``min-evaluate-nodes``,
 ``round-timeout``, ``max-round-retries``, ``dp-noise-multiplier`` / ``dp-clipping-norm`` /
 ``dp-delta`` (server-side DP with fixed clipping; 0 = off), ``bundle`` (build the engine bundle
-at the end).
+at the end), ``initial-weights`` (a trainer checkpoint the first round starts from, e.g. the
+shipped engine's; empty = random weights).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class FederatedSettings:
     dp_clipping_norm: float
     dp_delta: float
     bundle: bool
+    initial_weights: Path | None = None
 
     @classmethod
     def from_run_config(cls, rc: dict[str, Any]) -> FederatedSettings:
@@ -82,6 +84,9 @@ class FederatedSettings:
                 dp_clipping_norm=float(rc.get("dp-clipping-norm", 0.0)),
                 dp_delta=float(rc.get("dp-delta", 1e-5)),
                 bundle=bool(rc.get("bundle", True)),
+                initial_weights=Path(str(rc["initial-weights"]))
+                if str(rc.get("initial-weights", "")).strip()
+                else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FederatedRunError(f"run config: missing or invalid setting {exc}") from None
@@ -149,7 +154,7 @@ def main(grid: Grid, context: Context) -> None:
     settings = FederatedSettings.from_run_config(dict(context.run_config))
     cfg = load_config(settings.train_config)
     torch.set_num_threads(cfg.run.threads or 1)
-    run = FederatedRun(cfg)
+    run = FederatedRun(cfg, initial_weights=settings.initial_weights)
     cfg_json = json.dumps(cfg.to_dict())
     started = time.monotonic()
     retries = 0

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from waferscope.protocols.errors import WaferscopeError
+from waferscope.protocols.federation_history import HISTORY_FILE, SUMMARY_FILE
 from waferscope.trainer.config import TrainConfig
 from waferscope.trainer.federated.node_training import StateDict, state_copy
 from waferscope.trainer.model import WaferNet
@@ -66,7 +67,7 @@ class RoundRecord:
 class FederatedRun:
     """The server side of a run: gate-set evaluation, round state, best checkpoint."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, *, initial_weights: Path | None = None) -> None:
         if not cfg.data.val:
             raise FederatedRunError(
                 "the server's train config needs data.val (the gate set it evaluates on)"
@@ -82,15 +83,27 @@ class FederatedRun:
         self.best_round = 0
         self.history: list[dict[str, Any]] = []
         self.node_digests: dict[str, str] = {}
-        self._resume()
+        self.initial_score: float | None = None
+        if not self._resume() and initial_weights is not None:
+            self._warm_start(initial_weights)
 
     @property
     def state_path(self) -> Path:
         return self.run_dir / STATE_FILE
 
-    def _resume(self) -> None:
+    def _warm_start(self, path: Path) -> None:
+        """Start round 1 from a trainer checkpoint's weights (same architecture), scored first."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            self.model.load_state_dict(state.get("model", state))
+        except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+            raise FederatedRunError(f"initial-weights {path}: cannot load: {exc}") from None
+        _, self.initial_score = self.evaluate(self.weights())
+        log.info("warm start from %s: gate score %.4f", path, self.initial_score)
+
+    def _resume(self) -> bool:
         if not self.state_path.exists():
-            return
+            return False
         try:
             state = torch.load(self.state_path, map_location="cpu", weights_only=False)
             self.model.load_state_dict(state["weights"])
@@ -101,7 +114,9 @@ class FederatedRun:
         self.best_round = int(state["best_round"])
         self.history = list(state["history"])
         self.node_digests = dict(state.get("node_digests", {}))
+        self.initial_score = state.get("initial_score")
         log.info("resumed federated run %s after round %d", self.run_dir, self.round)
+        return True
 
     def weights(self) -> StateDict:
         return state_copy(self.model)
@@ -153,11 +168,12 @@ class FederatedRun:
                 "best_round": self.best_round,
                 "history": self.history,
                 "node_digests": self.node_digests,
+                "initial_score": self.initial_score,
                 "config": self.cfg.to_dict(),
             },
             self.state_path,
         )
-        with (self.run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
+        with (self.run_dir / HISTORY_FILE).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"epoch": record.round, **row}) + "\n")
         log.info(
             "round %d: nodes %s, gate %s %.4f (best %.4f @ %d)",
@@ -177,7 +193,8 @@ class FederatedRun:
             "epochs_run": self.round,
             "rounds": self.round,
             "federated": True,
+            "initial_score": self.initial_score,
             **extra,
         }
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
