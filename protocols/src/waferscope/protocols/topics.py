@@ -248,6 +248,8 @@ def shadow_report_topic(device_id: str, *, site: str | None = None) -> str:
 def kinds_towards(direction: Direction) -> list[TopicKind]:
     """The topic kinds published in ``direction``, in table order (broker ACLs are built on it)."""
     return [kind for kind, spec in TOPIC_SPECS.items() if spec.direction is direction]
+
+
 def label_topic(device_id: str, *, site: str | None = None) -> str:
     """Where the hub sends a reviewer's label to the edge that produced the wafer (QoS 1)."""
     return topic_name(TopicKind.LABEL, device_id, site=site)

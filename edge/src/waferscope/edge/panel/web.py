@@ -23,6 +23,7 @@ from waferscope.edge.device_info import agent_version, disk_usage
 from waferscope.edge.labels import label_of
 from waferscope.edge.panel.access import ReloadGuard, ReloadRefusedError
 from waferscope.edge.panel.images import PictureCache
+from waferscope.edge.panel.label_routes import label_router
 from waferscope.edge.panel.login import (
     OPEN,
     ROUTES,
@@ -34,7 +35,6 @@ from waferscope.edge.panel.login import (
     viewer,
 )
 from waferscope.edge.panel.operator_auth import OperatorAuth
-from waferscope.edge.panel.label_routes import label_router
 from waferscope.protocols import messages
 from waferscope.protocols.inference import result_map_png, result_overlay_png
 from waferscope.protocols.pb import common_pb2, result_pb2
