@@ -1,4 +1,4 @@
-"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`: the trainer's
+"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`, `synth`: the trainer's
 commands, registered in the umbrella CLI through the ``waferscope.commands`` entry points."""
 
 from __future__ import annotations
@@ -225,3 +225,6 @@ def register(app: typer.Typer) -> None:
     app.command()(quantize)
     app.command()(bundle)
     app.command("trt-build")(trt_build)
+    from waferscope.trainer.synth.cli import register as register_synth
+
+    register_synth(app)
