@@ -15,6 +15,12 @@ RARE = ["Scratch", "Loc", "Donut"]
 ClassOpt = Annotated[
     list[str] | None, typer.Option("--class", "-k", help="Class to use (repeatable).")
 ]
+MaxOutsideOpt = Annotated[
+    float, typer.Option(help="Reject a draw with more of its die mass off the wafer.")
+]
+MinCoverageOpt = Annotated[
+    float, typer.Option(help="Reject a draw whose dies cover less of the wafer disc.")
+]
 
 
 def _threads(n: int) -> None:
@@ -72,6 +78,8 @@ def sample_cmd(
     classes: ClassOpt = None,
     seed: int = 0,
     edge_exclusion: Annotated[float, typer.Option(help="Die-free ring width, in cells.")] = 0.0,
+    max_outside: MaxOutsideOpt = 0.02,
+    min_coverage: MinCoverageOpt = 0.6,
     sheet: Annotated[
         Path | None, typer.Option(help="Contact sheet PNG (default: next to the archive).")
     ] = None,
@@ -87,7 +95,9 @@ def sample_cmd(
     wanted = classes or list(loaded.classes)
     bar = tqdm(total=count * len(wanted), desc="sample", unit="map")
     result = sample(loaded, dict.fromkeys(wanted, count), seed=seed,
-                    plausibility=PlausibilityConfig(edge_exclusion=edge_exclusion),
+                    plausibility=PlausibilityConfig(
+                        edge_exclusion=edge_exclusion, max_outside=max_outside,
+                        min_coverage=min_coverage),
                     progress=bar.update)
     bar.close()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -115,21 +125,25 @@ def score_cmd(
         typer.Option(help="Other real maps (the train split) scored the same way: the floor."),
     ] = None,
     seed: int = 0,
+    max_outside: MaxOutsideOpt = 0.02,
+    min_coverage: MinCoverageOpt = 0.6,
     as_json: Annotated[Path | None, typer.Option("--json", help="Write the scores here.")] = None,
 ) -> int:
     """Per class: FID on the classifier embedding, 1-NN accuracy, precision/recall, SSIM."""
     from waferscope.trainer.synth.fit import load_generator, load_real, sample
+    from waferscope.trainer.synth.plausibility import PlausibilityConfig
     from waferscope.trainer.synth.quality import BundleEmbedder, score_sets
 
     _threads(1)
     loaded = load_generator(generator)
     wanted = classes or list(loaded.classes)
     embed = BundleEmbedder(bundle)
+    pcfg = PlausibilityConfig(max_outside=max_outside, min_coverage=min_coverage)
     size = loaded.size
     rows: dict[str, dict[str, object]] = {}
     for name in tqdm(wanted, desc="score", unit="class"):
         real = load_real(reference, [name], size, count, seed)
-        fake = sample(loaded, {name: count}, seed=seed)
+        fake = sample(loaded, {name: count}, seed=seed, plausibility=pcfg)
         e_real = embed(real.grids)
         row: dict[str, object] = {
             "generated": score_sets(real.grids, fake.grids, e_real, embed(fake.grids)),

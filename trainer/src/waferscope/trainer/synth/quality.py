@@ -17,6 +17,7 @@ with published FID numbers; compare them with the real-vs-real figure of the sam
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,7 +75,12 @@ def fid(real: Floats, fake: Floats) -> float:
         raise SynthError("FID needs at least two samples on each side")
     mu1, mu2 = real.mean(0), fake.mean(0)
     c1, c2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    covmean, _ = linalg.sqrtm(c1 @ c2, disp=False)
+    with warnings.catch_warnings():  # fewer samples than dimensions: singular, still defined
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(c1 @ c2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(len(c1)) * 1e-6
+            covmean = linalg.sqrtm((c1 + offset) @ (c2 + offset))
     covmean = np.real(covmean)
     value = float(((mu1 - mu2) ** 2).sum() + np.trace(c1) + np.trace(c2) - 2.0 * np.trace(covmean))
     return max(value, 0.0)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from waferscope.protocols.errors import WaferscopeError
 
@@ -28,17 +28,17 @@ class GeneratorConfig(BaseModel):
     lr: float = Field(2e-4, gt=0.0)
     batch_size: int = Field(64, ge=2)
 
+    @field_validator("size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1) or v < 4:
+            raise ValueError(f"size {v} must be 4 times a power of two (16, 32, 64, ...)")
+        return v
+
     @property
     def levels(self) -> int:
         """Up/down-sampling stages between a 4x4 seed and the map."""
-        levels = 0
-        side = self.size
-        while side > 4:
-            if side % 2:
-                raise SynthError(f"size {self.size} must be 4 times a power of two")
-            side //= 2
-            levels += 1
-        return levels
+        return (self.size // 4).bit_length() - 1
 
 
 class SynthModel(Protocol):

@@ -90,7 +90,11 @@ class ConditionalVae(nn.Module):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return {"loss": float(loss), "reconstruction": float(recon), "kl": float(kl)}
+        return {
+            "loss": float(loss.detach()),
+            "reconstruction": float(recon.detach()),
+            "kl": float(kl.detach()),
+        }
 
     @torch.no_grad()
     def generate(
