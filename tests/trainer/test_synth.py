@@ -66,7 +66,7 @@ def test_wgan_generator_updates_every_n_critic_steps() -> None:
 
 
 class _Linear(torch.nn.Module):
-    """A critic linear in x with weight norm ``scale``: its gradient norm is ``scale`` everywhere."""
+    """A critic linear in x with weight norm ``scale``: its gradient norm is ``scale``."""
 
     def __init__(self, n: int, scale: float) -> None:
         super().__init__()
@@ -210,7 +210,9 @@ def test_training_budget_from_an_archive(tmp_path: Path) -> None:
     train = LabelledData([disc] * 10, np.array([0] * 4 + [1] * 2 + [2] * 4), names, False)
     archive = tmp_path / "synth.npz"
     write_archive(archive, [disc * 2] * 6, np.array([0, 0, 0, 1, 1, 1]), names)
-    cfg = SynthConfig.model_validate({"source": str(archive), "count": {"A": 2}, "ratio": {"B": 1.0}})
+    cfg = SynthConfig.model_validate(
+        {"source": str(archive), "count": {"A": 2}, "ratio": {"B": 1.0}}
+    )
     assert budget(train, cfg) == {"B": 2, "A": 2}
     out = add_synthetic(train, cfg)
     assert len(out) == 14 and out.class_counts() == {"A": 6, "B": 4, "none": 4}

@@ -1,5 +1,6 @@
-"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`, `synth`: the trainer's
-commands, registered in the umbrella CLI through the ``waferscope.commands`` entry points."""
+"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`, `synth`: the
+trainer's commands, registered in the umbrella CLI through the ``waferscope.commands`` entry
+points."""
 
 from __future__ import annotations
 

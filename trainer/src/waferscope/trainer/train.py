@@ -294,7 +294,8 @@ def train(
                 file=sys.stderr,
                 leave=progress,
             )
-            for xb, yb, cb in bar:
+            for batch in bar:
+                xb, yb, cb = batch
                 if mixing:
                     mixed = mix_batch(xb, yb, cb, n_classes, cfg.augment, mix_gen)
                     xb, yb, cb = mixed.x, mixed.target, mixed.cause

@@ -17,12 +17,14 @@ def budget(train: LabelledData, cfg: SynthConfig) -> dict[str, int]:
     unknown = sorted((set(cfg.count) | set(cfg.ratio)) - set(train.class_names))
     if unknown:
         raise SynthError(f"synth budget names unknown classes {unknown}")
-    out = {name: int(round(r * real[name])) for name, r in cfg.ratio.items()}
+    out = {name: round(r * real[name]) for name, r in cfg.ratio.items()}
     out.update(cfg.count)
     return {k: v for k, v in out.items() if v > 0}
 
 
-def synthetic_maps(cfg: SynthConfig, class_names: tuple[str, ...], wanted: dict[str, int]) -> LabelledData:
+def synthetic_maps(
+    cfg: SynthConfig, class_names: tuple[str, ...], wanted: dict[str, int]
+) -> LabelledData:
     """``wanted[class]`` synthetic maps from the configured archive or generator checkpoint."""
     source = cfg.source
     if source is None:

@@ -1,4 +1,4 @@
-"""``waferscope synth train | sample | score``: generators of rare-class maps, with progress bars."""
+"""``waferscope synth train | sample | score``: rare-class map generators, with progress bars."""
 
 from __future__ import annotations
 
@@ -53,8 +53,9 @@ def train_cmd(
     _threads(threads)
     plugin = get_generator(generator)
     values = dict(parse_overrides(settings or []))
-    real = load_real(data, classes or RARE, 64 if "size" not in values else int(values["size"]),
-                     limit, seed)
+    real = load_real(
+        data, classes or RARE, 64 if "size" not in values else int(values["size"]), limit, seed
+    )
     bar = tqdm(total=steps, desc=f"{plugin.name}", unit="step")
 
     def progress(step: int, losses: dict[str, float]) -> None:
@@ -62,11 +63,22 @@ def train_cmd(
         bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
         bar.refresh()
 
-    result = train_generator(generator, real, out, steps=steps, settings=values,
-                             max_minutes=max_minutes, seed=seed, resume=resume, progress=progress)
+    result = train_generator(
+        generator,
+        real,
+        out,
+        steps=steps,
+        settings=values,
+        max_minutes=max_minutes,
+        seed=seed,
+        resume=resume,
+        progress=progress,
+    )
     bar.close()
-    print(f"{result.checkpoint}: {result.steps} steps, {result.seconds:.0f} s on "
-          f"{len(real.grids)} maps of {', '.join(real.classes)}")
+    print(
+        f"{result.checkpoint}: {result.steps} steps, {result.seconds:.0f} s on "
+        f"{len(real.grids)} maps of {', '.join(real.classes)}"
+    )
     return 0
 
 
@@ -94,11 +106,19 @@ def sample_cmd(
     loaded = load_generator(generator)
     wanted = classes or list(loaded.classes)
     bar = tqdm(total=count * len(wanted), desc="sample", unit="map")
-    result = sample(loaded, dict.fromkeys(wanted, count), seed=seed,
-                    plausibility=PlausibilityConfig(
-                        edge_exclusion=edge_exclusion, max_outside=max_outside,
-                        min_coverage=min_coverage),
-                    progress=bar.update)
+    result = sample(
+        loaded,
+        dict.fromkeys(wanted, count),
+        seed=seed,
+        plausibility=PlausibilityConfig.model_validate(
+            {
+                "edge_exclusion": edge_exclusion,
+                "max_outside": max_outside,
+                "min_coverage": min_coverage,
+            }
+        ),
+        progress=bar.update,
+    )
     bar.close()
     out.parent.mkdir(parents=True, exist_ok=True)
     write_archive(out, result.grids, result.labels, loaded.class_names)
@@ -106,8 +126,10 @@ def sample_cmd(
     png.write_bytes(contact_sheet(result.grids, result.labels, loaded.class_names))
     report = result.report.to_dict()
     out.with_suffix(".plausibility.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{out}: {len(result.grids)} maps; contact sheet {png}; rejection rate "
-          f"{report['rejection_rate']} {report['reasons']}")
+    print(
+        f"{out}: {len(result.grids)} maps; contact sheet {png}; rejection rate "
+        f"{report['rejection_rate']} {report['reasons']}"
+    )
     return 0
 
 
@@ -138,7 +160,9 @@ def score_cmd(
     loaded = load_generator(generator)
     wanted = classes or list(loaded.classes)
     embed = BundleEmbedder(bundle)
-    pcfg = PlausibilityConfig(max_outside=max_outside, min_coverage=min_coverage)
+    pcfg = PlausibilityConfig.model_validate(
+        {"max_outside": max_outside, "min_coverage": min_coverage}
+    )
     size = loaded.size
     rows: dict[str, dict[str, object]] = {}
     for name in tqdm(wanted, desc="score", unit="class"):

@@ -48,7 +48,9 @@ def to_channels(grids: Sequence[Grid]) -> tuple[torch.Tensor, torch.Tensor]:
     die = stack > 0
     fail = stack == 2
     maps = torch.from_numpy(np.stack([die, fail], axis=1).astype(np.float32))
-    density = fail.reshape(len(stack), -1).sum(1) / np.maximum(die.reshape(len(stack), -1).sum(1), 1)
+    density = fail.reshape(len(stack), -1).sum(1) / np.maximum(
+        die.reshape(len(stack), -1).sum(1), 1
+    )
     return maps, torch.from_numpy(density.astype(np.float32))
 
 
@@ -63,7 +65,11 @@ class RealMaps:
 
 
 def load_real(
-    paths: Sequence[Path], classes: Sequence[str], size: int, limit: int | None = None, seed: int = 0
+    paths: Sequence[Path],
+    classes: Sequence[str],
+    size: int,
+    limit: int | None = None,
+    seed: int = 0,
 ) -> RealMaps:
     """Maps of ``classes`` from labelled files, resized; at most ``limit`` per class."""
     data = load_labelled(list(paths))
@@ -127,8 +133,17 @@ def train_generator(
     start = time.monotonic()
 
     def save() -> None:
-        _write(out, generator, cfg.model_dump(), real, densities, model, step,
-               seconds + time.monotonic() - start, history)
+        _write(
+            out,
+            generator,
+            cfg.model_dump(),
+            real,
+            densities,
+            model,
+            step,
+            seconds + time.monotonic() - start,
+            history,
+        )
 
     while step < steps:
         if max_minutes is not None and (time.monotonic() - start) / 60.0 >= max_minutes:
@@ -173,8 +188,10 @@ def _write(
     torch.save(doc, tmp)
     tmp.replace(out)
     out.with_suffix(".json").write_text(
-        json.dumps({k: doc[k] for k in ("generator", "settings", "classes", "step", "seconds")},
-                   indent=2) + "\n",
+        json.dumps(
+            {k: doc[k] for k in ("generator", "settings", "classes", "step", "seconds")}, indent=2
+        )
+        + "\n",
         encoding="utf-8",
     )
 
@@ -184,7 +201,7 @@ def _read(path: Path) -> dict[str, Any]:
         raise SynthError(f"{path}: no such generator checkpoint")
     try:
         ckpt: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is one error
+    except Exception as exc:
         raise SynthError(f"{path}: not a generator checkpoint: {exc}") from None
     missing = {"generator", "settings", "class_names", "classes", "densities", "state"} - set(ckpt)
     if missing:
@@ -248,7 +265,7 @@ def sample(
     :class:`SynthError` when a class is not one the generator was trained on, or when
     ``max_rounds`` rounds of drawing do not give enough plausible maps.
     """
-    pcfg = plausibility or PlausibilityConfig()
+    pcfg = plausibility or PlausibilityConfig.model_validate({})
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     grids: list[Grid] = []

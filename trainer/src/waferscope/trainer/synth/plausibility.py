@@ -2,9 +2,9 @@
 
 Generators emit probabilities of a die and of a fail per grid cell. :func:`project` turns them
 into a wafer map that is plausible by construction (no die outside the wafer disc or inside the
-edge-exclusion ring, values in {0, 1, 2}, fails only on dies, the requested fail density); :func:`check` rejects samples whose
-raw output disagrees too much with that projection, and :class:`PlausibilityReport` gives the
-rejection rate and its reasons.
+edge-exclusion ring, values in {0, 1, 2}, fails only on dies, the requested fail density);
+:func:`check` rejects samples whose raw output disagrees too much with that projection, and
+:class:`PlausibilityReport` gives the rejection rate and its reasons.
 """
 
 from __future__ import annotations

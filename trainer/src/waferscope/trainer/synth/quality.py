@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipy import linalg
-from scipy.ndimage import gaussian_filter
+from scipy import linalg  # type: ignore[import-untyped]
+from scipy.ndimage import gaussian_filter  # type: ignore[import-untyped]
 
 from waferscope.protocols.encoding import encode_batch
 from waferscope.trainer.synth.registry import SynthError
@@ -37,7 +37,7 @@ class BundleEmbedder:
     """The ``embedding`` output of an engine bundle's ONNX model, on CPU with onnxruntime."""
 
     def __init__(self, bundle_dir: Path, engine: str = "int8") -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
 
         from waferscope.protocols import bundle as contract
         from waferscope.protocols.errors import WaferscopeError
@@ -131,11 +131,14 @@ def ssim(a: Grid, b: Grid, sigma: float = 1.5) -> float:
     return float((num / den).mean())
 
 
-def nearest_ssim(real_grids: Sequence[Grid], fake_grids: Sequence[Grid], real: Floats,
-                 fake: Floats) -> float:
+def nearest_ssim(
+    real_grids: Sequence[Grid], fake_grids: Sequence[Grid], real: Floats, fake: Floats
+) -> float:
     """Mean SSIM between each fake map and its nearest real map in the embedding."""
     nearest = _pairwise(fake, real).argmin(1)
-    return float(np.mean([ssim(f, real_grids[int(j)]) for f, j in zip(fake_grids, nearest, strict=True)]))
+    return float(
+        np.mean([ssim(f, real_grids[int(j)]) for f, j in zip(fake_grids, nearest, strict=True)])
+    )
 
 
 def score_sets(

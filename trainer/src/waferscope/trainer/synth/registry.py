@@ -44,7 +44,8 @@ class GeneratorConfig(BaseModel):
 class SynthModel(Protocol):
     """What training and sampling need from a generator plugin."""
 
-    cfg: GeneratorConfig
+    @property
+    def cfg(self) -> GeneratorConfig: ...
 
     def fit_step(
         self, maps: torch.Tensor, labels: torch.Tensor, density: torch.Tensor
@@ -58,9 +59,9 @@ class SynthModel(Protocol):
         """Probabilities (N, 2, S, S) in [0, 1] of a die and of a fail for the given conditions."""
         ...
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+    def load_state_dict(self, state: dict[str, Any], *args: Any, **kwargs: Any) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as nnf
 from pydantic import Field
 from torch import nn
 
@@ -57,7 +57,7 @@ def vae_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total, reconstruction, KL), summed over pixels and averaged over maps."""
     weights = torch.tensor([1.0, fail_weight], dtype=logits.dtype).view(1, 2, 1, 1)
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weights
+    bce = nnf.binary_cross_entropy_with_logits(logits, target, reduction="none") * weights
     recon = bce.flatten(1).sum(1).mean()
     kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
     return recon + beta * kl, recon, kl
@@ -88,7 +88,7 @@ class ConditionalVae(nn.Module):
         logits, mu, logvar = self(maps, labels, density)
         loss, recon, kl = vae_loss(logits, maps, mu, logvar, self.cfg.beta, self.cfg.fail_weight)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.opt.step()
         return {
             "loss": float(loss.detach()),

@@ -97,7 +97,8 @@ def gradient_penalty(
     x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)
     score = critic(x_hat, labels, density)
     (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+    penalty: torch.Tensor = ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+    return penalty
 
 
 class WganGp(nn.Module):
@@ -124,7 +125,9 @@ class WganGp(nn.Module):
         real = maps * 2.0 - 1.0
         with torch.no_grad():
             fake = self._fake(real.shape[0], labels, density)
-        wdist = self.critic(real, labels, density).mean() - self.critic(fake, labels, density).mean()
+        wdist = (
+            self.critic(real, labels, density).mean() - self.critic(fake, labels, density).mean()
+        )
         gp = gradient_penalty(self.critic, real, fake, labels, density)
         loss_c = -wdist + self.cfg.gp_weight * gp
         self.opt_c.zero_grad(set_to_none=True)
