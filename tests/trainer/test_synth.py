@@ -117,6 +117,7 @@ def test_projection_is_plausible_and_keeps_density() -> None:
         assert is_plausible(grid, 2.0) and set(np.unique(grid)) <= {0, 1, 2}
         assert not grid[ring].any()  # the edge-exclusion ring holds no die
         assert (grid == 2).sum() == round(d * (grid > 0).sum())
+    assert project(probs[:0], PlausibilityConfig(), density[:0]) == []
     assert not is_plausible(np.full((32, 32), 1, np.uint8))
     assert not is_plausible(np.full((32, 32), 3, np.uint8) * wafer_disc(32))
 

@@ -60,6 +60,8 @@ def project(
     dies with fail probability >= 0.5.
     """
     n = probs.shape[0]
+    if n == 0:
+        return []
     disc = wafer_disc(probs.shape[-1], cfg.edge_exclusion)
     die = (probs[:, 0] >= 0.5) & disc
     if density is None:
