@@ -246,3 +246,27 @@ def test_cli_train_sample_score_round_trip(data_dir: Path, tmp_path: Path) -> No
                  "6", "-k", "Donut", "--json", str(scores), *loose]) == 0  # fmt: skip
     row = json.loads(scores.read_text())["classes"]["Donut"]["generated"]
     assert {"fid", "one_nn", "precision", "recall", "ssim"} <= set(row) and row["n_fake"] == 6
+
+
+@pytest.mark.slow
+def test_training_with_synthetic_budget_and_mixing(data_dir: Path, tmp_path: Path) -> None:
+    from waferscope.trainer.train import train
+
+    from .conftest import tiny_config
+
+    real = load_labelled([data_dir / "wm811k" / "val.npz"])
+    idx = np.flatnonzero(real.targets == real.class_names.index("Scratch"))[:5]
+    archive = tmp_path / "synth.npz"
+    write_archive(archive, [real.grids[int(i)] for i in idx], real.targets[idx], real.class_names)
+    cfg = tiny_config(
+        tmp_path,
+        data_dir,
+        name="synth-mix",
+        synth={"source": str(archive), "count": {"Scratch": 4}},
+        augment={"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "mix_prob": 1.0, "label_smoothing": 0.1},
+        optim={"epochs": 1},
+    )
+    result = train(cfg, resume=False, show_progress=False)
+    ckpt = torch.load(result.run_dir / "best.pt", map_location="cpu", weights_only=False)
+    assert "synth.npz" in [f["name"] for f in ckpt["data_files"]]
+    assert np.isfinite(result.history[0]["loss"]) and result.history[0]["loss"] > 0
