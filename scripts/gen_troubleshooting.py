@@ -722,6 +722,18 @@ ERRORS: dict[str, Entry] = {
         means="Labelled data that cannot be loaded or combined.",
         todo="Check the data paths in the configuration and `WAFER_DATA_DIR`.",
     ),
+    "trainer.SynthError": Entry(
+        shape="`unknown generator '<g>'; known: [...]`, `<path>: not a generator checkpoint`, "
+        "`class '<c>': only <n> of <m> plausible maps after <r> rounds (rejection rate <x>)`, "
+        "`synth.source <path>: <n> maps of <c>, <m> wanted`, ...",
+        shows="`waferscope synth train` / `sample` / `score`, or `waferscope train` with a "
+        "`[synth]` section: `waferscope: error: ...`.",
+        means="A synthetic-data generator, checkpoint, sampling request or per-class budget "
+        "that cannot be used; or a generator whose draws keep failing the plausibility check "
+        "(dies off the wafer, too little wafer covered, no fails on a defect map).",
+        todo="Fix the named setting; train the generator longer, or loosen `--max-outside` / "
+        "`--min-coverage` knowingly (see the Synthetic data section of `docs/trainer.md`).",
+    ),
     "trainer.TaxonomyError": Entry(
         shape="`<file>: not valid TOML: ...`, `<file>: prior.<pattern> names unknown cause(s) "
         "[...]`, ...",

@@ -1,5 +1,6 @@
-"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`, `train-worker`:
-the trainer's commands, registered in the umbrella CLI (``waferscope.commands`` entry points)."""
+"""`waferscope train`, `evaluate`, `export`, `quantize`, `bundle`, `trt-build`, `train-worker`,
+`synth`: the trainer's commands, registered in the umbrella CLI (``waferscope.commands`` entry
+points)."""
 
 from __future__ import annotations
 
@@ -252,3 +253,6 @@ def register(app: typer.Typer) -> None:
     app.command()(bundle)
     app.command("trt-build")(trt_build)
     app.command("train-worker")(train_worker)
+    from waferscope.trainer.synth.cli import register as register_synth
+
+    register_synth(app)

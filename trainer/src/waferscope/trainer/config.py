@@ -155,6 +155,12 @@ class AugmentConfig(_Section):
     per_class: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Class name -> AugmentPolicy fields overriding default."
     )
+    mixup_alpha: float = Field(
+        0.0, ge=0.0, description="Mixup Beta(alpha, alpha) (0 = off; synth/mixing.py)."
+    )
+    cutmix_alpha: float = Field(0.0, ge=0.0, description="CutMix Beta(alpha, alpha) (0 = off).")
+    mix_prob: float = Field(0.0, ge=0.0, le=1.0, description="Share of maps that are mixed.")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check_overrides(self) -> AugmentConfig:
@@ -170,6 +176,35 @@ class AugmentConfig(_Section):
             return AugmentPolicy.model_validate({**self.default.model_dump(), **override})
         except ValidationError as exc:
             raise ValueError(f"augment.per_class.{class_name}: {exc}") from None
+
+
+class SynthConfig(_Section):
+    """Synthetic maps added to the training split (never to val): the per-class budget."""
+
+    source: Path | None = Field(
+        None,
+        description="A generator checkpoint (.pt, sampled at start) or a sampled archive (.npz).",
+    )
+    count: dict[str, int] = Field(
+        default_factory=dict, description="Class name -> synthetic maps added."
+    )
+    ratio: dict[str, float] = Field(
+        default_factory=dict,
+        description="Class name -> synthetic maps added as a share of its real training maps.",
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _budget(self) -> SynthConfig:
+        if any(v < 0 for v in self.count.values()) or any(v < 0 for v in self.ratio.values()):
+            raise ValueError("synth.count and synth.ratio must not be negative")
+        if self.source is not None and not (self.count or self.ratio):
+            raise ValueError("synth.source is set but no per-class count or ratio")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.source is not None
 
 
 class OptimConfig(_Section):
@@ -231,6 +266,7 @@ class TrainConfig(_Section):
     model: ModelConfig = Field(default_factory=lambda: ModelConfig.model_validate({}))
     loss: LossConfig = Field(default_factory=lambda: LossConfig.model_validate({}))
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig.model_validate({}))
+    synth: SynthConfig = Field(default_factory=lambda: SynthConfig.model_validate({}))
     optim: OptimConfig = Field(default_factory=lambda: OptimConfig.model_validate({}))
     run: RunConfig = Field(default_factory=lambda: RunConfig.model_validate({}))
     tracking: TrackingConfig = Field(default_factory=lambda: TrackingConfig.model_validate({}))

@@ -26,8 +26,18 @@ def focal_loss(
     gamma: float,
     alpha: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Multi-class focal loss (Lin et al. 2017): mean of -alpha_t (1 - p_t)^gamma log p_t."""
+    """Multi-class focal loss (Lin et al. 2017): mean of -alpha_t (1 - p_t)^gamma log p_t.
+
+    ``target`` is (N,) class indices, or (N, K) soft targets (Mixup/CutMix, label smoothing):
+    then the loss is the target-weighted sum of the per-class terms (equal for one-hot rows).
+    """
     logp = nnf.log_softmax(logits.float(), dim=1)
+    if target.dim() == 2:
+        terms = -((1.0 - logp.exp()).clamp(min=0.0) ** gamma) * logp
+        soft = (target * terms).sum(dim=1)
+        if alpha is not None:
+            soft = soft * (target @ alpha)
+        return soft.mean()
     logp_t = logp.gather(1, target[:, None]).squeeze(1)
     p_t = logp_t.exp()
     loss = -((1.0 - p_t).clamp(min=0.0) ** gamma) * logp_t

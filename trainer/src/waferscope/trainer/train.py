@@ -49,6 +49,8 @@ from waferscope.trainer.runtime import (
     unwrap,
     wrap_parallel,
 )
+from waferscope.trainer.synth.budget import add_synthetic
+from waferscope.trainer.synth.mixing import mix_batch, mixing_enabled
 from waferscope.trainer.taxonomy import Taxonomy, load_taxonomy
 from waferscope.trainer.tracking import Tracker
 
@@ -92,6 +94,7 @@ def prepare_data(cfg: TrainConfig) -> Prepared:
         train = train.subset(limit_per_class(train.keys(), d.limit_per_class, cfg.seed))
     if d.val_limit_per_class:
         val = val.subset(limit_per_class(val.keys(), d.val_limit_per_class, cfg.seed + 1))
+    train = add_synthetic(train, cfg.synth)
     if cfg.model.multi_label != train.multi_label:
         raise WaferscopeError(
             f"model.multi_label is {cfg.model.multi_label} but the training data are "
@@ -298,6 +301,10 @@ def train(
         rank=rt.rank,
         world_size=rt.world_size,
     )
+    mixing = mixing_enabled(cfg.augment)
+    if mixing and prep.train.multi_label:
+        raise WaferscopeError("augment mixup/cutmix/label_smoothing are for single-label data")
+    n_classes = len(prep.train.class_names)
     progress = sys.stderr.isatty() if show_progress is None else show_progress
     started = time.monotonic()
     stopped_early = False
@@ -308,6 +315,7 @@ def train(
             t0 = time.monotonic()
             sampler.set_epoch(epoch)
             train_ds.set_epoch(epoch)
+            mix_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch + rt.rank * 7)
             model.train()
             sums = np.zeros(4)
             bar = tqdm(
@@ -319,7 +327,11 @@ def train(
                 file=sys.stderr,
                 leave=progress,
             )
-            for xb, yb, cb in bar:
+            for batch in bar:
+                xb, yb, cb = batch
+                if mixing:
+                    mixed = mix_batch(xb, yb, cb, n_classes, cfg.augment, mix_gen)
+                    xb, yb, cb = mixed.x, mixed.target, mixed.cause
                 x = xb.to(rt.device, non_blocking=True, memory_format=memory_format)
                 y, c = yb.to(rt.device, non_blocking=True), cb.to(rt.device, non_blocking=True)
                 with rt.autocast():

@@ -1,0 +1,1 @@
+"""Synthetic rare-class wafer maps: conditional generators, plausibility, quality, map mixing."""
