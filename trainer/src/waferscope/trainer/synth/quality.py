@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from scipy import linalg  # type: ignore[import-untyped]
-from scipy.ndimage import gaussian_filter  # type: ignore[import-untyped]
+from scipy import linalg
+from scipy.ndimage import gaussian_filter
 
 from waferscope.protocols.encoding import encode_batch
 from waferscope.trainer.synth.registry import SynthError
