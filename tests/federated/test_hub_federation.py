@@ -21,6 +21,7 @@ from litestar.testing import TestClient
 sys.path.insert(0, str(Path(__file__).parents[1] / "hub"))  # the hub tests' helpers
 from hub_data import make_result, real_grids
 from hub_testing import PASSWORD, add_role_users, bearer, feed, hub_config
+from local_services import free_port, wait_port
 
 from waferscope.hub.app import Hub
 from waferscope.hub.store import review
@@ -29,7 +30,6 @@ from waferscope.trainer.federated.deployment import APP_DIR, process_env, supern
 from waferscope.trainer.federated.server_state import FederatedRun, RoundRecord
 
 from .conftest import server_config
-from .flower_processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def fed_hub(tmp_path: Path, data_dir: Path) -> Iterator[Hub]:
     )
     add_role_users(hub)
     hub.federation.start()
-    wait_for_port(hub.config.federation.superlink_port, 60)
+    wait_port(hub.config.federation.superlink_port, 60)
     yield hub
     hub.stop()
 
