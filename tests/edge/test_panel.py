@@ -171,8 +171,10 @@ def test_panel_in_headless_chromium(panel_agent: Wiring, artifacts_dir: Path) ->
         driver.save_screenshot(str(artifacts_dir / "edge-panel-wafer.png"))
         assert "Not labelled yet" in driver.find_element(By.ID, "label").text
         driver.find_element(By.ID, "confirm").click()  # the operator confirms the prediction
-        wait_for(lambda: "(confirm)" in driver.find_element(By.ID, "label").text, 10, what="label")
-        assert "at the panel" in driver.find_element(By.ID, "label").text
+        # read through the DOM in one step: the page reloads after the post (no stale element)
+        label_text = 'const e = document.getElementById("label"); return e ? e.textContent : ""'
+        wait_for(lambda: "(confirm)" in driver.execute_script(label_text), 10, what="label")
+        assert "at the panel" in driver.execute_script(label_text)
 
         driver.get(root + "/")
         first = driver.find_element(By.CSS_SELECTOR, "table.alerts tr[data-alert-id]")
