@@ -84,7 +84,8 @@ def test_a_newer_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "edge.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+        newer = str(SCHEMA_VERSION + 1)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (newer,))
     conn.close()
     with pytest.raises(StoreError, match="newer"):
         Store(path)
