@@ -19,6 +19,7 @@ from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics
 from waferscope.hub.notify.channels import build_channels
 from waferscope.hub.notify.worker import Notifier
+from waferscope.hub.releases import load_roots
 from waferscope.hub.review_policy import QueueSelector, UncertaintyFirst
 from waferscope.hub.rules import RuleRunner
 from waferscope.hub.similar import SimilarWafers
@@ -94,6 +95,7 @@ class Hub:
             else UnclassifiedPipeline()
         )
         self._explainer: ShapExplainer | None = None
+        self.release_roots = load_roots(config.releases.trusted_root_keys)
 
     @property
     def explainer(self) -> ShapExplainer | None:

@@ -5,7 +5,7 @@ Four roles, each with the permissions of the one before it plus its own:
 ========  ==========================================================================
 operator  view results, wafers, trends, devices and alerts; acknowledge alerts
 reviewer  + review (confirm / correct labels), upload wafer files, SHAP explanations
-engineer  + export labels, model registry actions, read the audit log and dead letters
+engineer  + export labels, models, releases and rollouts, audit log, dead letters
 admin     + manage users
 ========  ==========================================================================
 
@@ -38,6 +38,7 @@ UPLOAD: Final = "upload"
 EXPLAIN: Final = "explain"
 EXPORT: Final = "export"
 MODELS: Final = "models"
+RELEASES: Final = "releases"
 AUDIT: Final = "audit.read"
 DEAD_LETTERS: Final = "deadletters.read"
 USERS: Final = "users"
@@ -45,7 +46,7 @@ USERS: Final = "users"
 _OWN: Final = {
     "operator": {VIEW, ACK_ALERTS},
     "reviewer": {REVIEW, UPLOAD, EXPLAIN},
-    "engineer": {EXPORT, MODELS, AUDIT, DEAD_LETTERS},
+    "engineer": {EXPORT, MODELS, RELEASES, AUDIT, DEAD_LETTERS},
     "admin": {USERS},
 }
 

@@ -383,6 +383,22 @@ class EngineConfig(Section):
     threads: int = Field(default=1, ge=0, le=64, description="onnxruntime threads (0: auto).")
 
 
+# --------------------------------------------------------------------------- releases
+class ReleasesConfig(Section):
+    """Signed engine releases (``.wsrelease``) the hub registers and rolls out to edges."""
+
+    trusted_root_keys: list[Path] = Field(
+        default_factory=list,
+        description="Root public keys (PEM) a release's key delegation must be signed by. "
+        "Empty: the hub registers no release.",
+    )
+    max_release_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Largest release file the hub accepts (at most [http] max_upload_bytes).",
+    )
+
+
 # --------------------------------------------------------------------------- tracing
 class TracingConfig(Section):
     """OpenTelemetry tracing of the ingest (docs/observability.md): each message's span is a
@@ -443,6 +459,7 @@ class HubConfig(Section):
     notify: NotifyConfig = Field(default=NotifyConfig())
     engine: EngineConfig = Field(default=EngineConfig())
     tracing: TracingConfig = Field(default=TracingConfig())
+    releases: ReleasesConfig = Field(default=ReleasesConfig())
 
     # ------------------------------------------------------------------ derived
     def resolve(self, base: Path) -> HubConfig:
@@ -461,6 +478,7 @@ class HubConfig(Section):
             tls.key_file = fix(tls.key_file)
         cfg.engine.bundle = fix(cfg.engine.bundle)
         cfg.ingest.commit_log = fix(cfg.ingest.commit_log)
+        cfg.releases.trusted_root_keys = [fix(p) or p for p in cfg.releases.trusted_root_keys]
         return cfg
 
     @property

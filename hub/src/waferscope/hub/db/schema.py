@@ -288,6 +288,28 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class Release(Base):
+    """A signed engine release (``.wsrelease``) the hub verified and keeps in the blob store."""
+
+    __tablename__ = "releases"
+    release_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    channel: Mapped[str] = mapped_column(NAME)
+    version: Mapped[int] = mapped_column(BigInteger)
+    model_version: Mapped[str] = mapped_column(NAME)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the release file
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob: Mapped[str] = mapped_column(KEY)
+    content_digest: Mapped[str] = mapped_column(String(64))  # of the signed manifest
+    key_id: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    registered_by: Mapped[str] = mapped_column(NAME, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("channel", "version"),)
+
+
 class Rollout(Base):
     """A staged deployment of a model version to a cohort of edges."""
 

@@ -26,6 +26,7 @@ from litestar.types import Message, Scope
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from waferscope.hub.web import api, api_admin, forms, shortcuts, ui
+from waferscope.hub.web.api_releases import RELEASES_ROUTER
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.ui_support import CorruptBlobError
 from waferscope.hub.web.views import AnyRequest, hub_of
@@ -140,6 +141,7 @@ def create_app(hub: Hub) -> Litestar:
             static,
             *api.ROUTES,
             *api_admin.ROUTES,
+            RELEASES_ROUTER,
             *ui.ROUTES,
             *forms.ROUTES,
         ],
