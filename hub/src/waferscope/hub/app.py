@@ -1,7 +1,8 @@
 """The composition root: builds the hub's parts from a configuration and wires them together.
 
 Nothing here decides anything; each part lives in its own module. ``Hub`` owns the database, the
-blob store, the metrics, the ingest worker, the notifier, the rule runner and the web app.
+blob store, the metrics, the ingest worker, the notifier, the rule runner, the rollout engine and
+the web app.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from waferscope.hub.notify.channels import build_channels
 from waferscope.hub.notify.worker import Notifier
 from waferscope.hub.releases import load_roots
 from waferscope.hub.review_policy import QueueSelector, UncertaintyFirst
+from waferscope.hub.rollout.engine import RolloutEngine
 from waferscope.hub.rules import RuleRunner
 from waferscope.hub.similar import SimilarWafers
 from waferscope.hub.upload import EngineClassifier, UnclassifiedPipeline, WaferClassifier
@@ -96,6 +98,14 @@ class Hub:
         )
         self._explainer: ShapExplainer | None = None
         self.release_roots = load_roots(config.releases.trusted_root_keys)
+        # rollouts need releases (trusted roots), the broker and the transfer service
+        self.rollouts = (
+            RolloutEngine(
+                config, self.db, self.blobs, [(c.name, c.min_severity) for c in self.channels]
+            )
+            if self.release_roots and config.mqtt.enabled and config.releases.transfer_bind
+            else None
+        )
 
     @property
     def explainer(self) -> ShapExplainer | None:
@@ -119,12 +129,16 @@ class Hub:
         if services and self.worker == 0:
             self.notifier.start()
             self.rules.start()
+            if self.rollouts is not None:
+                self.rollouts.start()
 
     def stop(self) -> None:
         if self.ingest is not None:
             self.ingest.stop()
         self.notifier.stop()
         self.rules.stop()
+        if self.rollouts is not None:
+            self.rollouts.stop()
         self.db.dispose()
 
     def ready(self) -> dict[str, bool]:

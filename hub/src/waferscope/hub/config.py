@@ -397,6 +397,19 @@ class ReleasesConfig(Section):
         gt=0,
         description="Largest release file the hub accepts (at most [http] max_upload_bytes).",
     )
+    transfer_bind: str = Field(
+        default="127.0.0.1:8401",
+        description="host:port of the hub's BundleTransfer gRPC service, which edges fetch "
+        "release files from (port 0: any free port). Empty: no service, no rollouts.",
+    )
+    transfer_advertise: str | None = Field(
+        default=None,
+        description="host:port edges are told to fetch from (deploy commands). Empty: the "
+        "bound address.",
+    )
+    rollout_tick_s: float = Field(
+        default=2.0, gt=0, le=600, description="How often the rollout engine advances rollouts."
+    )
 
 
 # --------------------------------------------------------------------------- tracing

@@ -311,19 +311,43 @@ class Release(Base):
 
 
 class Rollout(Base):
-    """A staged deployment of a model version to a cohort of edges."""
+    """A staged deployment of a release to a device group (hub/rollout/, docs/hub.md)."""
 
     __tablename__ = "rollouts"
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    model_version: Mapped[str] = mapped_column(ForeignKey("models.model_version"))
-    state: Mapped[str] = mapped_column(String(16), default="planned")
-    stage_percent: Mapped[int] = mapped_column(Integer, default=0)
-    cohort: Mapped[list[Any] | None] = mapped_column(JSON)
+    rollout_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.release_id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    wave: Mapped[int] = mapped_column(Integer, default=0)  # the open wave (0-based)
+    waves: Mapped[list[Any]] = mapped_column(JSON)  # the wave specs as asked
+    gates: Mapped[dict[str, Any]] = mapped_column(JSON)
+    wave_results: Mapped[list[Any] | None] = mapped_column(JSON)  # gate figures per wave
+    group: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # devices / site asked for
+    reason: Mapped[str] = mapped_column(Text, default="")
+    wave_started_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_by: Mapped[str] = mapped_column(NAME, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
-    __table_args__ = (Index(None, "model_version"),)
+    __table_args__ = (Index(None, "release_id"), Index(None, "state"))
+
+
+class RolloutDevice(Base):
+    """One device of a rollout: its wave, the commands sent, what it answered."""
+
+    __tablename__ = "rollout_devices"
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.rollout_id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="waiting")
+    command_id: Mapped[str | None] = mapped_column(ID, unique=True)
+    rollback_command_id: Mapped[str | None] = mapped_column(ID, unique=True)
+    previous_model_version: Mapped[str | None] = mapped_column(NAME)
+    active_model_version: Mapped[str | None] = mapped_column(NAME)
+    last_ack: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str] = mapped_column(Text, default="")
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last shadow report
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class User(Base):
