@@ -204,7 +204,7 @@ def record_report(session: Session, report: ShadowReport) -> RolloutDevice | Non
             continue
         doc: dict[str, Any] = messages.to_json_dict(report)
         row.report = doc
-        if report.state == "committed" and row.state in (
+        if report.state in ("committed", "active") and row.state in (
             plan.INSTALLING,
             plan.SHADOWING,
             plan.SENT,

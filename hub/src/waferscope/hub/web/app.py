@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from waferscope.hub.web import api, api_admin, forms, shortcuts, ui
 from waferscope.hub.web.api_releases import RELEASES_ROUTER
+from waferscope.hub.web.api_rollouts import ROLLOUTS_ROUTER
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.ui_support import CorruptBlobError
 from waferscope.hub.web.views import AnyRequest, hub_of
@@ -142,6 +143,7 @@ def create_app(hub: Hub) -> Litestar:
             *api.ROUTES,
             *api_admin.ROUTES,
             RELEASES_ROUTER,
+            ROLLOUTS_ROUTER,
             *ui.ROUTES,
             *forms.ROUTES,
         ],

@@ -1,0 +1,223 @@
+"""Rollouts end to end: a real broker, the hub's rollout engine and gRPC transfer, three edge
+agents with their real release managers; the hub is restarted and an edge is away mid-rollout."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hub_testing import add_role_users, bearer, hub_config
+from litestar.testing import TestClient
+from release_keys import Signer, candidate, make_signer, release_toml
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "edge"))
+
+from edge_test_support import agent_toml, free_port, start_agent, wait_for
+
+from waferscope.hub.app import Hub
+from waferscope.hub.db.schema import AlertRow, Device
+
+pytestmark = pytest.mark.slow
+DEVICES = ("edge-01", "edge-02", "edge-03")
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Signer:
+    return make_signer(tmp_path / "keys")
+
+
+def _hub(tmp_path: Path, broker_port: int, transfer_port: int, keys: Signer) -> Hub:
+    config = hub_config(
+        tmp_path,
+        mqtt={"enabled": True, "port": broker_port, "client_id": "hub-under-test"},
+        releases={
+            "trusted_root_keys": [str(keys.root_pub)],
+            "transfer_bind": f"127.0.0.1:{transfer_port}",
+            "rollout_tick_s": 0.3,
+        },
+    )
+    hub = Hub(config)
+    hub.start_background()
+    return hub
+
+
+def _agents(
+    tmp_path: Path, bundle: Path, broker_port: int, keys: Signer, strict: str = ""
+) -> dict[str, Any]:
+    """One in-process agent per device; ``strict`` gets a latency budget no engine meets."""
+    out = {}
+    for i, device in enumerate(DEVICES):
+        budget = {"latency_budget_ms": 0.0001} if device == strict else {}
+        (tmp_path / device).mkdir()
+        toml = agent_toml(
+            tmp_path / device,
+            bundle,
+            broker_port,
+            release_toml(keys, shadow_wafers=0, **budget),
+            device_id=device,
+            tester_id=f"T-0{i + 1}",
+        )
+        out[device] = start_agent(toml)
+    return out
+
+
+def _online(hub: Hub, n: int) -> bool:
+    with hub.db.session() as s:
+        return sum(d.state == "online" for d in s.query(Device)) >= n
+
+
+def _rollout(client: TestClient, hub: Hub, rollout_id: str) -> dict[str, Any]:
+    res = client.get(f"/api/v1/rollouts/{rollout_id}", headers=bearer(hub, "operator"))
+    assert res.status_code == 200, res.text
+    return dict(res.json())
+
+
+def _register(client: TestClient, hub: Hub, path: Path) -> str:
+    res = client.post(
+        "/api/v1/releases",
+        content=path.read_bytes(),
+        headers={"Content-Type": "application/octet-stream", **bearer(hub, "engineer")},
+    )
+    assert res.status_code == 201, res.text
+    return str(res.json()["release_id"])
+
+
+@pytest.fixture
+def new_release(tmp_path: Path, bundle_dir: Path, val_npz: Path, keys: Signer) -> Path:
+    new = candidate(bundle_dir, tmp_path / "new", val_npz, "tiny-test-2")
+    return keys.sign(new, tmp_path / "r2.wsrelease", 2)
+
+
+def _stop(agents: dict[str, Any]) -> None:
+    for w in agents.values():
+        w.agent.stop()
+
+
+def test_good_release_reaches_every_edge_through_a_hub_restart_and_an_absence(
+    tmp_path: Path, bundle_dir: Path, keys: Signer, broker: Any, new_release: Path
+) -> None:
+    transfer = free_port()
+    hub = _hub(tmp_path, broker.port, transfer, keys)
+    add_role_users(hub)
+    agents = _agents(tmp_path, bundle_dir, broker.port, keys)
+    try:
+        wait_for(lambda: _online(hub, 3), 30, what="three edges online at the hub")
+        agents["edge-03"].agent.stop()  # away while the rollout runs
+        with TestClient(hub.web_app()) as client:
+            release_id = _register(client, hub, new_release)
+            res = client.post(
+                "/api/v1/rollouts",
+                json={
+                    "release_id": release_id,
+                    "waves": [{"devices": ["edge-01"]}, {"percent": 100}],
+                    "gates": {"wave_timeout_s": 4},
+                },
+                headers=bearer(hub, "engineer"),
+            )
+            assert res.status_code == 201, res.text
+            rollout_id = res.json()["rollout_id"]
+            assert [(d["device_id"], d["wave"]) for d in res.json()["devices"]] == [
+                ("edge-01", 1),
+                ("edge-02", 2),
+                ("edge-03", 2),
+            ]
+            wait_for(
+                lambda: agents["edge-01"].slot.current.version == "tiny-test-2",
+                60,
+                what="the canary on the new engine",
+            )
+        hub.stop()  # mid-rollout: the next hub carries on from the database
+        time.sleep(1.0)
+        hub = _hub(tmp_path, broker.port, transfer, keys)
+        with TestClient(hub.web_app()) as client:
+            wait_for(
+                lambda: agents["edge-02"].slot.current.version == "tiny-test-2",
+                60,
+                what="wave 2 on edge-02",
+            )
+            wait_for(
+                lambda: len(_rollout(client, hub, rollout_id)["wave_results"]) == 2,
+                30,
+                what="wave 2 judged without the absent edge",
+            )
+            body = _rollout(client, hub, rollout_id)
+            assert body["state"] == "in_progress"  # waiting for edge-03
+            assert [w["passed"] for w in body["wave_results"]] == [True, True]
+            assert body["wave_results"][1]["devices"] == 1
+            agents["edge-03"] = start_agent(tmp_path / "edge-03" / "edge.toml")  # it returns
+            wait_for(
+                lambda: agents["edge-03"].slot.current.version == "tiny-test-2",
+                60,
+                what="the returning edge catches up",
+            )
+            wait_for(
+                lambda: _rollout(client, hub, rollout_id)["state"] == "completed",
+                30,
+                what="the rollout completed",
+            )
+            body = _rollout(client, hub, rollout_id)
+            assert {d["state"] for d in body["devices"]} == {"done"}
+            assert {d["active_model_version"] for d in body["devices"]} == {"tiny-test-2"}
+            audit = client.get("/api/v1/audit", headers=bearer(hub, "engineer")).json()
+            actions = {e["action"] for e in audit["entries"]}
+            assert {"release.register", "rollout.create"} <= actions
+    finally:
+        _stop(agents)
+        hub.stop()
+
+
+def test_a_failing_wave_rolls_back_every_moved_edge_and_alerts(
+    tmp_path: Path, bundle_dir: Path, keys: Signer, broker: Any, new_release: Path
+) -> None:
+    hub = _hub(tmp_path, broker.port, free_port(), keys)
+    add_role_users(hub)
+    agents = _agents(tmp_path, bundle_dir, broker.port, keys, strict="edge-03")
+    try:
+        wait_for(lambda: _online(hub, 3), 30, what="three edges online at the hub")
+        with TestClient(hub.web_app()) as client:
+            release_id = _register(client, hub, new_release)
+            res = client.post(
+                "/api/v1/rollouts",
+                json={
+                    "release_id": release_id,
+                    "waves": [{"devices": ["edge-01"]}, {"percent": 100}],
+                    "gates": {"max_failure_share": 0.0},
+                },
+                headers=bearer(hub, "engineer"),
+            )
+            assert res.status_code == 201, res.text
+            rollout_id = res.json()["rollout_id"]
+            wait_for(
+                lambda: _rollout(client, hub, rollout_id)["state"] == "rolled_back",
+                90,
+                what="the rollout rolled back",
+            )
+            body = _rollout(client, hub, rollout_id)
+            assert [w["passed"] for w in body["wave_results"]] == [True, False]
+            assert "failure share 50%" in body["reason"]
+            states = {d["device_id"]: d["state"] for d in body["devices"]}
+            assert states == {
+                "edge-01": "rolled_back",
+                "edge-02": "rolled_back",
+                "edge-03": "failed",
+            }
+            for device in DEVICES:
+                wait_for(
+                    lambda d=device: agents[d].slot.current.version == "tiny-test-1",
+                    30,
+                    what=f"{device} back on its engine",
+                )
+            with hub.db.session() as s:
+                alerts = [a for a in s.query(AlertRow) if a.rule_id == "rollout_gate"]
+            assert len(alerts) == 1 and "failure share" in alerts[0].message
+            # a finished rollout takes no more actions but a rollback
+            res = client.post(
+                f"/api/v1/rollouts/{rollout_id}/resume", headers=bearer(hub, "engineer")
+            )
+            assert res.status_code == 409
+    finally:
+        _stop(agents)
+        hub.stop()
