@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Router, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 
 from waferscope.hub import auth
 from waferscope.hub.app import Hub  # resolved at runtime: litestar injects it by this type
@@ -101,7 +101,9 @@ def rollout_action(hub: Hub, request: AnyRequest, rollout_id: str, action: str) 
 
 
 @post("/", opt={"permission": auth.RELEASES}, sync_to_thread=True, status_code=201)
-def post_rollout(hub: HubDep, request: AnyRequest, data: dict[str, Any]) -> dict[str, Any]:
+def post_rollout(
+    hub: HubDep, request: AnyRequest, data: JSONBody[dict[str, Any]]
+) -> dict[str, Any]:
     """Start a rollout: ``{"release_id", "devices"|"site" (neither: every device), "waves":
     [{"canary": 1}, {"percent": 50}, {"percent": 100}], "gates": {...}}``."""
     return start_rollout(hub, request, data)

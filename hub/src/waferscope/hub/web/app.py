@@ -29,6 +29,7 @@ from waferscope.hub.web import api, api_admin, forms, shortcuts, ui
 from waferscope.hub.web.api_releases import RELEASES_ROUTER
 from waferscope.hub.web.api_rollouts import ROLLOUTS_ROUTER
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
+from waferscope.hub.web.ui_releases import RELEASE_PAGES
 from waferscope.hub.web.ui_support import CorruptBlobError
 from waferscope.hub.web.views import AnyRequest, hub_of
 
@@ -146,6 +147,7 @@ def create_app(hub: Hub) -> Litestar:
             ROLLOUTS_ROUTER,
             *ui.ROUTES,
             *forms.ROUTES,
+            RELEASE_PAGES,
         ],
         guards=[permission_guard],
         middleware=[DefineMiddleware(AuthMiddleware)],
