@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from waferscope.hub.rules import hub_alert_row
 from waferscope.hub.store.alerts import enqueue_deliveries, insert_alerts
 from waferscope.protocols import messages, topics
 from waferscope.protocols.pb import deploy_pb2 as pb
+from waferscope.protocols.pb import transfer_pb2
 from waferscope.protocols.pb.release_pb2 import ShadowReport
 from waferscope.protocols.release.transfer import ReleaseFileServicer, serve_servicer
 from waferscope.protocols.topics import TopicKind
@@ -52,7 +54,17 @@ class BlobReleaseServicer(ReleaseFileServicer):
     def __init__(self, db: Database, blobs: BlobStore, cache: Path) -> None:
         super().__init__(cache)
         self.db, self.blobs = db, blobs
+        self.bytes_sent = 0  # release bytes streamed to edges since the start (benchmarks/)
+        self._count = threading.Lock()
         cache.mkdir(parents=True, exist_ok=True)
+
+    def Download(  # noqa: N802 (gRPC method name)
+        self, request: transfer_pb2.DownloadRequest, context: grpc.ServicerContext
+    ) -> Iterator[transfer_pb2.BundleChunk]:
+        for chunk in super().Download(request, context):
+            with self._count:
+                self.bytes_sent += len(chunk.data)
+            yield chunk
 
     def _find(self, sha256: str) -> Path | None:
         path = self.folder / f"{sha256}.wsrelease"
@@ -87,6 +99,7 @@ class RolloutEngine:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: grpc.Server | None = None
+        self.servicer: BlobReleaseServicer | None = None
         self.transfer_address = ""
         self.connected = threading.Event()
         self.client = make_client(config.mqtt, f"{config.mqtt.client_id}-rollout", manual_ack=False)
@@ -97,8 +110,10 @@ class RolloutEngine:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         rc = self.config.releases
-        servicer = BlobReleaseServicer(self.db, self.blobs, self.config.data_dir / "release-cache")
-        self._server, port = serve_servicer(servicer, rc.transfer_bind)
+        self.servicer = BlobReleaseServicer(
+            self.db, self.blobs, self.config.data_dir / "release-cache"
+        )
+        self._server, port = serve_servicer(self.servicer, rc.transfer_bind)
         host = rc.transfer_bind.rsplit(":", 1)[0]
         self.transfer_address = rc.transfer_advertise or f"{host}:{port}"
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
