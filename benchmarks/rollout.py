@@ -152,7 +152,8 @@ def run(n: int, wafers: int, work: Path) -> dict[str, Any]:
             wait_for(lambda: committed(hub)[0] >= 2 * n * wafers, 600, what="swap wafers")
             swap_s = time.perf_counter() - began
         total, distinct = committed(hub)
-        assert hub.rollouts is not None and hub.rollouts.servicer is not None
+        assert hub.rollouts is not None
+        assert hub.rollouts.servicer is not None
         return {
             "edges": n,
             "state": final,
@@ -180,8 +181,10 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows = [run(n, args.wafers, WORK / f"n{n}") for n in args.edges]
-    print("| edges | rollout | time to completed | release | bytes moved | wafers/s steady "
-          "| wafers/s during swap | results (distinct / expected) | on new engine |")
+    print(
+        "| edges | rollout | time to completed | release | bytes moved | wafers/s steady "
+        "| wafers/s during swap | results (distinct / expected) | on new engine |"
+    )
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(
