@@ -15,10 +15,18 @@ from release_keys import Signer, candidate, make_signer, release_toml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "edge"))
 
-from edge_test_support import agent_toml, free_port, start_agent, wait_for
+from edge_test_support import (
+    agent_toml,
+    drop,
+    free_port,
+    start_agent,
+    wafer_bytes,
+    wait_for,
+)
+from sample_wafers import dataset_wafers
 
 from waferscope.hub.app import Hub
-from waferscope.hub.db.schema import AlertRow, Device
+from waferscope.hub.db.schema import AlertRow, Device, Result
 
 pytestmark = pytest.mark.slow
 DEVICES = ("edge-01", "edge-02", "edge-03")
@@ -96,8 +104,18 @@ def _stop(agents: dict[str, Any]) -> None:
         w.agent.stop()
 
 
+def _sequences(hub: Hub, device: str) -> list[int]:
+    with hub.db.session() as s:
+        return sorted(r.sequence for r in s.query(Result).filter(Result.device_id == device))
+
+
 def test_good_release_reaches_every_edge_through_a_hub_restart_and_an_absence(
-    tmp_path: Path, bundle_dir: Path, keys: Signer, broker: Any, new_release: Path
+    tmp_path: Path,
+    bundle_dir: Path,
+    val_npz: Path,
+    keys: Signer,
+    broker: Any,
+    new_release: Path,
 ) -> None:
     transfer = free_port()
     hub = _hub(tmp_path, broker.port, transfer, keys)
@@ -106,6 +124,7 @@ def test_good_release_reaches_every_edge_through_a_hub_restart_and_an_absence(
     try:
         wait_for(lambda: _online(hub, 3), 30, what="three edges online at the hub")
         agents["edge-03"].agent.stop()  # away while the rollout runs
+        wafers = list(dataset_wafers(val_npz, 8, start=700))
         with TestClient(hub.web_app()) as client:
             release_id = _register(client, hub, new_release)
             res = client.post(
@@ -119,6 +138,11 @@ def test_good_release_reaches_every_edge_through_a_hub_restart_and_an_absence(
             )
             assert res.status_code == 201, res.text
             rollout_id = res.json()["rollout_id"]
+            # wafers keep arriving on the edges that swap engines
+            for i, wafer in enumerate(wafers):
+                for device in ("edge-01", "edge-02"):
+                    folder = agents[device].config.ingest.hot_folder.path
+                    drop(folder, f"w{i:02d}.xml", wafer_bytes(wafer))
             assert [(d["device_id"], d["wave"]) for d in res.json()["devices"]] == [
                 ("edge-01", 1),
                 ("edge-02", 2),
@@ -161,6 +185,10 @@ def test_good_release_reaches_every_edge_through_a_hub_restart_and_an_absence(
             body = _rollout(client, hub, rollout_id)
             assert {d["state"] for d in body["devices"]} == {"done"}
             assert {d["active_model_version"] for d in body["devices"]} == {"tiny-test-2"}
+            # every wafer dropped during the swap reached the hub once: none lost, none twice
+            for device in ("edge-01", "edge-02"):
+                wait_for(lambda d=device: len(_sequences(hub, d)) >= 8, 60, what=f"{device} wafers")
+                assert _sequences(hub, device) == list(range(1, 9)), device
             audit = client.get("/api/v1/audit", headers=bearer(hub, "engineer")).json()
             actions = {e["action"] for e in audit["entries"]}
             assert {"release.register", "rollout.create"} <= actions

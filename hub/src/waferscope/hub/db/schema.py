@@ -344,6 +344,7 @@ class RolloutDevice(Base):
     previous_model_version: Mapped[str | None] = mapped_column(NAME)
     active_model_version: Mapped[str | None] = mapped_column(NAME)
     last_ack: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # install commands sent
     error: Mapped[str] = mapped_column(Text, default="")
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last shadow report
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)

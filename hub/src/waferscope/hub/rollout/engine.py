@@ -310,6 +310,7 @@ class RolloutEngine:
     ) -> None:
         if d.command_id is None:
             d.command_id = messages.new_message_id()
+            d.attempts = (d.attempts or 0) + 1
         spec = row.waves[min(d.wave, len(row.waves) - 1)]
         cmd = pb.DeployCommand(
             schema_version=1,

@@ -85,6 +85,7 @@ def create_rollout(
                 wave=wave,
                 state=plan.WAITING,
                 previous_model_version=current.get(device_id),
+                attempts=0,
                 error="",
                 updated_at=now,
             )
@@ -156,6 +157,7 @@ _ACK_STATE = {
     pb.DEPLOY_STATUS_EXPIRED: plan.DEVICE_FAILED,
     pb.DEPLOY_STATUS_CANCELLED: plan.DEVICE_FAILED,
 }
+MAX_ATTEMPTS = 3  # install commands per device when downloads fail (the hub restarted, ...)
 _ORDER = {plan.SENT: 0, plan.INSTALLING: 1, plan.SHADOWING: 2, plan.DONE: 3, plan.DEVICE_FAILED: 3}
 
 
@@ -171,6 +173,10 @@ def record_ack(session: Session, ack: pb.DeployAck) -> RolloutDevice | None:
         row.last_ack = pb.DeployStatus.Name(ack.status).removeprefix("DEPLOY_STATUS_").lower()
         if ack.HasField("error") and ack.error.code:
             row.error = f"{ack.error.code}: {ack.error.message}"[:2000]
+            if ack.error.code == "download_failed" and row.attempts < MAX_ATTEMPTS:
+                # the bytes did not arrive (the transfer service went away): a new command
+                # (an edge runs a command id once) fetches again, resuming its partial file
+                row.state, row.command_id = plan.WAITING, None
     else:
         row = session.scalar(
             select(RolloutDevice).where(RolloutDevice.rollback_command_id == ack.command_id)

@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("previous_model_version", sa.String(length=64), nullable=True),
         sa.Column("active_model_version", sa.String(length=64), nullable=True),
         sa.Column("last_ack", sa.String(length=32), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("report", sa.JSON(), nullable=True),
         sa.Column("sent_at", sa.DateTime(), nullable=True),
