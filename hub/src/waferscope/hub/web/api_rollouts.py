@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Router, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody
 
 from waferscope.hub import auth
-from waferscope.hub.app import Hub  # resolved at runtime: litestar injects it by this type
+from waferscope.hub.app import Hub
 from waferscope.hub.db.schema import Rollout, RolloutDevice
 from waferscope.hub.releases import ReleaseNotFoundError
 from waferscope.hub.rollout import plan
@@ -23,15 +23,11 @@ from waferscope.hub.rollout.store import (
     get_rollout,
     list_rollouts,
 )
+from waferscope.hub.web.api_releases import HubDep, provide_hub
 from waferscope.hub.web.security import require
-from waferscope.hub.web.views import AnyRequest, client_addr, hub_of, iso
+from waferscope.hub.web.views import AnyRequest, client_addr, iso
 
-HubDep = NamedDependency[Hub]
 ACTIONS = ("pause", "resume", "abort", "rollback")
-
-
-def provide_hub(request: AnyRequest) -> Hub:
-    return hub_of(request)
 
 
 def rollout_json(row: Rollout, devices: list[RolloutDevice] | None = None) -> dict[str, Any]:

@@ -8,14 +8,14 @@ from typing import Any
 
 from litestar import Router, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import NamedDependency, Provide
+from litestar.di import Provide
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, MultipartBody, URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from waferscope.hub import auth
-from waferscope.hub.app import Hub  # resolved at runtime: litestar injects it by this type
+from waferscope.hub.app import Hub
 from waferscope.hub.db.schema import Device
 from waferscope.hub.releases import get_release, list_releases
 from waferscope.hub.rollout.store import (
@@ -24,16 +24,10 @@ from waferscope.hub.rollout.store import (
     get_rollout,
     list_rollouts,
 )
-from waferscope.hub.web.api_releases import register
+from waferscope.hub.web.api_releases import HubDep, provide_hub, register
 from waferscope.hub.web.api_rollouts import ACTIONS, rollout_action, start_rollout
 from waferscope.hub.web.ui import page
-from waferscope.hub.web.views import AnyRequest, hub_of
-
-HubDep = NamedDependency[Hub]
-
-
-def provide_hub(request: AnyRequest) -> Hub:
-    return hub_of(request)
+from waferscope.hub.web.views import AnyRequest
 
 
 def _registry(request: AnyRequest, hub: Hub, **extra: Any) -> Template:
