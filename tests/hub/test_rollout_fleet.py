@@ -53,18 +53,24 @@ def _hub(tmp_path: Path, broker_port: int, transfer_port: int, keys: Signer) -> 
 
 
 def _agents(
-    tmp_path: Path, bundle: Path, broker_port: int, keys: Signer, strict: str = ""
+    tmp_path: Path,
+    bundle: Path,
+    broker_port: int,
+    keys: Signer,
+    strict: str = "",
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One in-process agent per device; ``strict`` gets a latency budget no engine meets."""
     out = {}
     for i, device in enumerate(DEVICES):
         budget = {"latency_budget_ms": 0.0001} if device == strict else {}
+        budget = {"shadow_wafers": 0, **(settings or {}), **budget}
         (tmp_path / device).mkdir()
         toml = agent_toml(
             tmp_path / device,
             bundle,
             broker_port,
-            release_toml(keys, shadow_wafers=0, **budget),
+            release_toml(keys, **budget),
             device_id=device,
             tester_id=f"T-0{i + 1}",
         )
@@ -246,6 +252,53 @@ def test_a_failing_wave_rolls_back_every_moved_edge_and_alerts(
                 f"/api/v1/rollouts/{rollout_id}/resume", headers=bearer(hub, "engineer")
             )
             assert res.status_code == 409
+    finally:
+        _stop(agents)
+        hub.stop()
+
+
+def test_an_engine_that_disagrees_in_shadow_is_stopped_by_the_hub_gate(
+    tmp_path: Path, bundle_dir: Path, val_npz: Path, keys: Signer, broker: Any
+) -> None:
+    """The shipped engine as a candidate beside the tiny one: the edges would take it (their own
+    agreement bar is 0), the hub's shadow-agreement gate (0.99) stops it after the canary."""
+    from waferscope.edge.bundles import default_bundle_path
+
+    other = candidate(default_bundle_path(), tmp_path / "other", val_npz, "shipped-as-5")
+    release = keys.sign(other, tmp_path / "r5.wsrelease", 5)
+    settings = {"shadow_wafers": 6, "min_agreement": 0.0, "latency_budget_ms": 5000}
+    hub = _hub(tmp_path, broker.port, free_port(), keys)
+    add_role_users(hub)
+    agents = _agents(tmp_path, bundle_dir, broker.port, keys, settings=settings)
+    try:
+        wait_for(lambda: _online(hub, 3), 30, what="three edges online at the hub")
+        with TestClient(hub.web_app()) as client:
+            res = client.post(
+                "/api/v1/rollouts",
+                json={
+                    "release_id": _register(client, hub, release),
+                    "waves": [{"devices": ["edge-01"]}, {"percent": 100}],
+                    "gates": {"min_shadow_agreement": 0.99, "latency_budget_ms": 5000},
+                },
+                headers=bearer(hub, "engineer"),
+            )
+            rollout_id = res.json()["rollout_id"]
+            canary = agents["edge-01"]
+            wait_for(lambda: canary.releases.trial is not None, 90, what="the shadow trial")
+            folder = canary.config.ingest.hot_folder.path
+            for i, wafer in enumerate(dataset_wafers(val_npz, 10, start=300)):
+                drop(folder, f"s{i:02d}.xml", wafer_bytes(wafer))
+            wait_for(
+                lambda: _rollout(client, hub, rollout_id)["state"] == "rolled_back",
+                120,
+                what="the rollout rolled back",
+            )
+            body = _rollout(client, hub, rollout_id)
+            assert "shadow agreement" in body["reason"], body["reason"]
+            assert body["wave_results"][0]["shadow_wafers"] >= 6
+            states = {d["device_id"]: d["state"] for d in body["devices"]}
+            assert states == {"edge-01": "rolled_back", "edge-02": "waiting", "edge-03": "waiting"}
+            wait_for(lambda: canary.slot.current.version == "tiny-test-1", 30, what="rollback")
     finally:
         _stop(agents)
         hub.stop()
