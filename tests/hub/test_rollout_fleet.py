@@ -3,13 +3,16 @@ agents with their real release managers; the hub is restarted and an edge is awa
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_testing import add_role_users, bearer, hub_config
+from hub_testing import JWT_SECRET, add_role_users, bearer, hub_config
 from litestar.testing import TestClient
 from release_keys import Signer, candidate, make_signer, release_toml
 
@@ -302,3 +305,79 @@ def test_an_engine_that_disagrees_in_shadow_is_stopped_by_the_hub_gate(
     finally:
         _stop(agents)
         hub.stop()
+
+
+def _sited(hub: Hub) -> bool:
+    with hub.db.session() as s:
+        return all(d.site == "fab3" for d in s.query(Device))
+
+
+def _hub_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "waferscope.hub", "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def test_a_hub_process_killed_mid_rollout_resumes_it(
+    tmp_path: Path, bundle_dir: Path, keys: Signer, broker: Any, new_release: Path
+) -> None:
+    """SIGKILL the hub process between waves; the next one finishes the rollout."""
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "hub-data"}"\n'
+        f'[mqtt]\nport = {broker.port}\nclient_id = "hub-killed"\n'
+        f"reconnect_min_s = 1\nreconnect_max_s = 2\n[http]\nenabled = false\n"
+        f'[auth]\njwt_secret = "{JWT_SECRET}"\n'
+        f'[releases]\ntrusted_root_keys = ["{keys.root_pub}"]\n'
+        f'transfer_bind = "127.0.0.1:{free_port()}"\nrollout_tick_s = 0.3\n'
+    )
+    from waferscope.hub.config_loader import load_config
+
+    local = Hub(load_config(config).config)  # the API in this process, nothing started
+    add_role_users(local)
+    log = tmp_path / "hub.log"
+    proc = _hub_process(config, log)
+    # the edges' births (not retained) must find the hub subscribed: it learns their sites
+    wait_for(lambda: "hub running" in log.read_text(), 60, what="the hub process")
+    agents = _agents(tmp_path, bundle_dir, broker.port, keys)
+    try:
+        wait_for(lambda: _online(local, 3), 60, what="three edges online at the hub")
+        with TestClient(local.web_app()) as client:
+            wait_for(lambda: _sited(local), 30, what="the edges' births")
+            res = client.post(
+                "/api/v1/rollouts",
+                json={
+                    "release_id": _register(client, local, new_release),
+                    "waves": [{"devices": ["edge-01"]}, {"percent": 100}],
+                    "gates": {"wave_timeout_s": 60},
+                },
+                headers=bearer(local, "engineer"),
+            )
+            rollout_id = res.json()["rollout_id"]
+            wait_for(
+                lambda: agents["edge-01"].slot.current.version == "tiny-test-2",
+                60,
+                what="the canary on the new engine",
+            )
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            assert _rollout(client, local, rollout_id)["state"] == "in_progress"  # mid-rollout
+            proc = _hub_process(config, log)
+            wait_for(
+                lambda: _rollout(client, local, rollout_id)["state"] == "completed",
+                90,
+                what="the rollout completed by the next hub process",
+            )
+            assert all(w.slot.current.version == "tiny-test-2" for w in agents.values())
+    finally:
+        _stop(agents)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        local.stop()
