@@ -1,5 +1,8 @@
 """Rollouts end to end: a real broker, the hub's rollout engine and gRPC transfer, three edge
-agents with their real release managers; the hub is restarted and an edge is away mid-rollout."""
+agents with their real release managers (in this process). A good release goes canary → all
+while wafers keep arriving (none lost or repeated), through a hub restart and an edge's absence;
+a wave failing its gates, and an engine that disagrees in shadow, are rolled back with an alert;
+a hub process SIGKILLed mid-rollout is followed by one that completes it."""
 
 from __future__ import annotations
 
