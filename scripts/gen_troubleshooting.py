@@ -561,6 +561,75 @@ ERRORS: dict[str, Entry] = {
         todo="Upload the tester file itself (any format `waferscope formats` lists); split "
         "very large files.",
     ),
+    "hub.ConfigError": Entry(
+        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
+        "problem at once; the reasons are listed under *Configuration errors*.",
+        shows="`waferscope hub validate-config FILE`: one problem per line, exit status 1. "
+        "`waferscope hub run`, `ingest`, `migrate`, `user`, ...: one problem per line, exit "
+        "status 2, before anything starts.",
+        means="The hub configuration cannot be used.",
+        todo="Fix the named line; `docs/hub-config.md` lists every key.",
+    ),
+    "hub.ReleaseRegistryError": Entry(
+        shape="`the hub has no trusted root key ([releases] trusted_root_keys is empty)`, "
+        "`<name>: empty release file`, `<name>: <n> bytes, over the <max>-byte limit`.",
+        shows="`POST /api/v1/releases` and the registry page: HTTP 400 with the message.",
+        means="The hub cannot register releases, or the upload is empty or too large.",
+        todo="Configure `[releases] trusted_root_keys` (the root public keys of `waferscope "
+        "release keygen`); upload the `.wsrelease` file itself; raise `max_release_bytes`.",
+    ),
+    "hub.ReleaseNotFoundError": Entry(
+        shape="`no release '<id>'`.",
+        shows="`GET /api/v1/releases/<id>[/file]`, starting a rollout: HTTP 404.",
+        means="No registered release has this id.",
+        todo="List the releases (`GET /api/v1/releases`) and use one of their ids.",
+    ),
+    "hub.ReleaseRefusedError": Entry(
+        shape='`{"status_code": 422, "detail": "<the verifier\'s message>"}`.',
+        shows="`POST /api/v1/releases` and the registry page.",
+        means="The release file failed verification: tampered (`ReleaseFileError`), expired "
+        "(`ReleaseExpiredError`, `ReleaseKeyExpiredError`), signed by a key no trusted root "
+        "certified (`UnknownReleaseKeyError`), a bad signature or not a release file.",
+        todo="See the release error named in the detail; sign the bundle again with a "
+        "certified key and a future expiry.",
+    ),
+    "hub.ReleaseConflictError": Entry(
+        shape="`<name>: release <v> of channel '<c>' is not above the highest registered "
+        "release <w>`.",
+        shows="`POST /api/v1/releases` and the registry page: HTTP 409.",
+        means="A downgrade or a replay: the channel already has this version or a higher one "
+        "(with other content).",
+        todo="Sign the release with a version above the channel's highest.",
+    ),
+    "hub.RangeNotSatisfiableError": Entry(
+        shape="`unsupported Range '<header>'`, `Range '<header>' outside <n> bytes`.",
+        shows="`GET /api/v1/releases/<id>/file` with a `Range` header: HTTP 416.",
+        means="The range is not one `bytes=start-end` / `bytes=start-` / `bytes=-n` range "
+        "inside the file (a resumed download already complete, or another file's offset).",
+        todo="Start the download again without `Range` (and drop the partial file).",
+    ),
+    "hub.RolloutError": Entry(
+        shape="`the device group is empty`, `unknown device(s): <ids>`, `wave <n> names devices "
+        "outside the group: [...]`, `rollout <id> is still running; finish or abort it first`, "
+        "`cannot <action> a rollout that is <state>`, `rollout request: <reason> at <field>`.",
+        shows="`POST /api/v1/rollouts` (HTTP 400), `POST /api/v1/rollouts/<id>/<action>` "
+        "(HTTP 409), the registry and rollout pages.",
+        means="The rollout cannot be planned as asked, or the action does not fit its state.",
+        todo="Name known devices; wait for or abort the running rollout; see the states in "
+        "docs/hub.md#releases-and-rollouts.",
+    ),
+    "hub.RolloutNotFoundError": Entry(
+        shape="`no rollout '<id>'`.",
+        shows="`GET|POST /api/v1/rollouts/<id>...`, `/ui/rollouts/<id>`: HTTP 404.",
+        means="No rollout has this id.",
+        todo="List the rollouts (`GET /api/v1/rollouts`).",
+    ),
+    "hub.SprtSettingsError": Entry(
+        shape="`SPRT needs 0 < alpha, beta < 1 and 0 < theta0 < theta1 < 1; got ...`.",
+        shows="The rollout engine's log when a wave with labelled pairs is judged.",
+        means="The rollout's SPRT gate settings are out of range.",
+        todo="Start the rollout with `sprt_theta0` below `sprt_theta1`.",
+    ),
     "hub.RegistryError": Entry(
         shape="The `BundleError` message, `<folder>: the manifest names no model_version`, "
         "`model <version> is registered with other content (sha256 <12 hex>…)`.",
@@ -1049,6 +1118,12 @@ HTTP: dict[str, Entry] = {
         shows="UI (error page; the picture does not show), API",
         means="A stored map or heatmap cannot be decoded; see `CorruptBlobError`.",
         todo="Restore the blob store from a backup.",
+    ),
+    "hub 416": Entry(
+        shape="`unsupported Range '<header>'`, `Range '<header>' outside <n> bytes`",
+        shows="`GET /api/v1/releases/<id>/file`",
+        means="A `Range` the hub does not serve; see `RangeNotSatisfiableError`.",
+        todo="Download the whole file again.",
     ),
     "hub 422": Entry(
         shape='`{"status_code": 422, "detail": "<message>"}`; the wafer page with '

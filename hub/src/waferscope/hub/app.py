@@ -1,8 +1,8 @@
 """The composition root: builds the hub's parts from a configuration and wires them together.
 
 Nothing here decides anything; each part lives in its own module. ``Hub`` owns the database, the
-blob store, the metrics, the ingest worker, the notifier, the rule runner, the drift job and the
-web app.
+blob store, the metrics, the ingest worker, the notifier, the rule runner, the drift job, the
+rollout engine, the federation control and the web app.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from waferscope.hub.ingest.mqtt import MqttIngest
 from waferscope.hub.metrics import HubMetrics
 from waferscope.hub.notify.channels import build_channels
 from waferscope.hub.notify.worker import Notifier
+from waferscope.hub.releases import load_roots
 from waferscope.hub.review_policy import QueueSelector, build_selector
+from waferscope.hub.rollout.engine import RolloutEngine
 from waferscope.hub.rules import RuleRunner
 from waferscope.hub.similar import SimilarWafers
 from waferscope.hub.upload import EngineClassifier, UnclassifiedPipeline, WaferClassifier
@@ -113,6 +115,15 @@ class Hub:
             else UnclassifiedPipeline()
         )
         self._explainer: ShapExplainer | None = None
+        self.release_roots = load_roots(config.releases.trusted_root_keys)
+        # rollouts need releases (trusted roots), the broker and the transfer service
+        self.rollouts = (
+            RolloutEngine(
+                config, self.db, self.blobs, [(c.name, c.min_severity) for c in self.channels]
+            )
+            if self.release_roots and config.mqtt.enabled and config.releases.transfer_bind
+            else None
+        )
 
     def _latest_drift(self) -> list[DriftSnapshot]:
         with self.db.session() as s:
@@ -148,6 +159,8 @@ class Hub:
             if self.config.drift.enabled:
                 self.drift.start()
             self.similar.start()
+            if self.rollouts is not None:
+                self.rollouts.start()
 
     def stop(self) -> None:
         if self.ingest is not None:
@@ -160,6 +173,8 @@ class Hub:
         self.rules.stop()
         self.drift.stop()
         self.similar.stop()
+        if self.rollouts is not None:
+            self.rollouts.stop()
         self.db.dispose()
 
     def ready(self) -> dict[str, bool]:

@@ -5,8 +5,8 @@ Four roles, each with the permissions of the one before it plus its own:
 ========  ==========================================================================
 operator  view results, wafers, trends, devices and alerts; acknowledge alerts
 reviewer  + review (confirm / correct labels), upload wafer files, SHAP explanations
-engineer  + export labels, model registry actions, training jobs (the train-worker's account),
-          read the audit log and dead letters
+engineer  + export labels, model registry actions, releases and rollouts, training jobs (the
+          train-worker's account), read the audit log and dead letters
 admin     + manage users
 ========  ==========================================================================
 
@@ -39,6 +39,7 @@ UPLOAD: Final = "upload"
 EXPLAIN: Final = "explain"
 EXPORT: Final = "export"
 MODELS: Final = "models"
+RELEASES: Final = "releases"
 AUDIT: Final = "audit.read"
 DEAD_LETTERS: Final = "deadletters.read"
 USERS: Final = "users"
@@ -47,7 +48,7 @@ TRAINING: Final = "training"
 _OWN: Final = {
     "operator": {VIEW, ACK_ALERTS},
     "reviewer": {REVIEW, UPLOAD, EXPLAIN},
-    "engineer": {EXPORT, MODELS, AUDIT, DEAD_LETTERS, TRAINING},
+    "engineer": {EXPORT, MODELS, RELEASES, AUDIT, DEAD_LETTERS, TRAINING},
     "admin": {USERS},
 }
 

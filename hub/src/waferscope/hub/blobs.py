@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from waferscope.hub.config import BlobConfig
 from waferscope.protocols.errors import WaferscopeError
 
-KINDS = frozenset({"maps", "heatmaps", "bundles", "uploads"})
+KINDS = frozenset({"maps", "heatmaps", "bundles", "uploads", "releases"})
 
 
 class BlobError(WaferscopeError):

@@ -3,8 +3,8 @@
 ``register`` verifies a bundle folder with the protocols contract (every listed file present with
 its size and SHA-256), packs it into a deterministic ``tar.gz`` (sorted names, zero times and
 owners, so the same bundle always gives the same archive and blob key), stores the archive in the
-blob store (kind ``bundles``) and records it with its manifest. Rollouts to edges (canary, stages,
-rollback) are a later step; their table is in place.
+blob store (kind ``bundles``) and records it with its manifest. Signed releases, which edges
+install, and their rollouts are ``releases.py`` and ``rollout/``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ LOT_RULE = "same-pattern-in-lot"
 RATE_RULE = "pattern-rate"
 
 
-def _alert(
+def hub_alert_row(
     *,
     rule_id: str,
     kind: str,
@@ -118,7 +118,7 @@ class RuleRunner:
             ).all()
             names = sorted({row.tester_id for row in rows})
             out.append(
-                _alert(
+                hub_alert_row(
                     rule_id=LOT_RULE,
                     kind="lot_pattern",
                     severity=cfg.severity,
@@ -191,7 +191,7 @@ class RuleRunner:
             )
             by_tester = ", ".join(f"{t or '?'} ({c})" for t, c in top)
             out.append(
-                _alert(
+                hub_alert_row(
                     rule_id=RATE_RULE,
                     kind="pattern_rate",
                     severity=cfg.severity,

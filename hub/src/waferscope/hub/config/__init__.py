@@ -272,6 +272,35 @@ class EngineConfig(Section):
     threads: int = Field(default=1, ge=0, le=64, description="onnxruntime threads (0: auto).")
 
 
+# --------------------------------------------------------------------------- releases
+class ReleasesConfig(Section):
+    """Signed engine releases (``.wsrelease``) the hub registers and rolls out to edges."""
+
+    trusted_root_keys: list[Path] = Field(
+        default_factory=list,
+        description="Root public keys (PEM) a release's key delegation must be signed by. "
+        "Empty: the hub registers no release.",
+    )
+    max_release_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Largest release file the hub accepts (at most [http] max_upload_bytes).",
+    )
+    transfer_bind: str = Field(
+        default="127.0.0.1:8401",
+        description="host:port of the hub's BundleTransfer gRPC service, which edges fetch "
+        "release files from (port 0: any free port). Empty: no service, no rollouts.",
+    )
+    transfer_advertise: str | None = Field(
+        default=None,
+        description="host:port edges are told to fetch from (deploy commands). Empty: the "
+        "bound address.",
+    )
+    rollout_tick_s: float = Field(
+        default=2.0, gt=0, le=600, description="How often the rollout engine advances rollouts."
+    )
+
+
 # --------------------------------------------------------------------------- tracing
 class TracingConfig(TracingSection):
     """OpenTelemetry tracing of the ingest (docs/observability.md): each message's span is a
@@ -320,6 +349,7 @@ class HubConfig(Section):
     engine: EngineConfig = Field(default=EngineConfig())
     tracing: TracingConfig = Field(default=TracingConfig())
     federation: FederationConfig = Field(default=FederationConfig())
+    releases: ReleasesConfig = Field(default=ReleasesConfig())
 
     # ------------------------------------------------------------------ derived
     def resolve(self, base: Path) -> HubConfig:
@@ -341,6 +371,7 @@ class HubConfig(Section):
         fed = cfg.federation
         fed.state_dir, fed.app_dir = fix(fed.state_dir), fix(fed.app_dir)
         fed.train_config = fix(fed.train_config)
+        cfg.releases.trusted_root_keys = [fix(p) or p for p in cfg.releases.trusted_root_keys]
         return cfg
 
     @property

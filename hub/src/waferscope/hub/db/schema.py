@@ -289,20 +289,67 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class Release(Base):
+    """A signed engine release (``.wsrelease``) the hub verified and keeps in the blob store."""
+
+    __tablename__ = "releases"
+    release_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    channel: Mapped[str] = mapped_column(NAME)
+    version: Mapped[int] = mapped_column(BigInteger)
+    model_version: Mapped[str] = mapped_column(NAME)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the release file
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob: Mapped[str] = mapped_column(KEY)
+    content_digest: Mapped[str] = mapped_column(String(64))  # of the signed manifest
+    key_id: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    registered_by: Mapped[str] = mapped_column(NAME, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (UniqueConstraint("channel", "version"),)
+
+
 class Rollout(Base):
-    """A staged deployment of a model version to a cohort of edges."""
+    """A staged deployment of a release to a device group (hub/rollout/, docs/hub.md)."""
 
     __tablename__ = "rollouts"
-    id: Mapped[str] = mapped_column(ID, primary_key=True)
-    model_version: Mapped[str] = mapped_column(ForeignKey("models.model_version"))
-    state: Mapped[str] = mapped_column(String(16), default="planned")
-    stage_percent: Mapped[int] = mapped_column(Integer, default=0)
-    cohort: Mapped[list[Any] | None] = mapped_column(JSON)
+    rollout_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.release_id"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    wave: Mapped[int] = mapped_column(Integer, default=0)  # the open wave (0-based)
+    waves: Mapped[list[Any]] = mapped_column(JSON)  # the wave specs as asked
+    gates: Mapped[dict[str, Any]] = mapped_column(JSON)
+    wave_results: Mapped[list[Any] | None] = mapped_column(JSON)  # gate figures per wave
+    group: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # devices / site asked for
+    reason: Mapped[str] = mapped_column(Text, default="")
+    wave_started_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_by: Mapped[str] = mapped_column(NAME, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
-    __table_args__ = (Index(None, "model_version"),)
+    __table_args__ = (Index(None, "release_id"), Index(None, "state"))
+
+
+class RolloutDevice(Base):
+    """One device of a rollout: its wave, the commands sent, what it answered."""
+
+    __tablename__ = "rollout_devices"
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.rollout_id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(NAME, primary_key=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="waiting")
+    command_id: Mapped[str | None] = mapped_column(ID, unique=True)
+    rollback_command_id: Mapped[str | None] = mapped_column(ID, unique=True)
+    previous_model_version: Mapped[str | None] = mapped_column(NAME)
+    active_model_version: Mapped[str | None] = mapped_column(NAME)
+    last_ack: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # install commands sent
+    error: Mapped[str] = mapped_column(Text, default="")
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the last shadow report
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class User(Base):

@@ -27,7 +27,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from waferscope.hub.federation.routes import federation_router
 from waferscope.hub.web import api, api_admin, drift, forms, shortcuts, training, ui
+from waferscope.hub.web.api_releases import RELEASES_ROUTER
+from waferscope.hub.web.api_rollouts import ROLLOUTS_ROUTER
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
+from waferscope.hub.web.ui_releases import RELEASE_PAGES
 from waferscope.hub.web.ui_support import CorruptBlobError
 from waferscope.hub.web.views import AnyRequest, hub_of
 
@@ -141,11 +144,14 @@ def create_app(hub: Hub) -> Litestar:
             static,
             *api.ROUTES,
             *api_admin.ROUTES,
+            RELEASES_ROUTER,
+            ROLLOUTS_ROUTER,
             *ui.ROUTES,
             *forms.ROUTES,
             drift.ROUTER,
             *training.ROUTES,
             federation_router,
+            RELEASE_PAGES,
         ],
         guards=[permission_guard],
         middleware=[DefineMiddleware(AuthMiddleware)],

@@ -83,8 +83,14 @@ def serve(
     folder: Path, address: str = "127.0.0.1:0", chunk_bytes: int = CHUNK_BYTES
 ) -> tuple[grpc.Server, int]:
     """Start a BundleTransfer server for ``folder``: (server, bound port)."""
+    return serve_servicer(ReleaseFileServicer(folder, chunk_bytes), address)
+
+
+def serve_servicer(
+    servicer: ReleaseFileServicer, address: str = "127.0.0.1:0"
+) -> tuple[grpc.Server, int]:
+    """Start a BundleTransfer server for ``servicer`` (e.g. one reading a blob store)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    servicer = ReleaseFileServicer(folder, chunk_bytes)
     transfer_pb2_grpc.add_BundleTransferServicer_to_server(servicer, server)
     port = server.add_insecure_port(address)
     server.start()
