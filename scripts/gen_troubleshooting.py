@@ -561,15 +561,6 @@ ERRORS: dict[str, Entry] = {
         todo="Upload the tester file itself (any format `waferscope formats` lists); split "
         "very large files.",
     ),
-    "hub.ConfigError": Entry(
-        shape="`<file>:<line>: <key>: <reason>` (or `<ENV_VARIABLE>: <key>: <reason>`), every "
-        "problem at once; the reasons are listed under *Configuration errors*.",
-        shows="`waferscope hub validate-config FILE`: one problem per line, exit status 1. "
-        "`waferscope hub run`, `ingest`, `migrate`, `user`, ...: one problem per line, exit "
-        "status 2, before anything starts.",
-        means="The hub configuration cannot be used.",
-        todo="Fix the named line; `docs/hub-config.md` lists every key.",
-    ),
     "hub.ReleaseRegistryError": Entry(
         shape="`the hub has no trusted root key ([releases] trusted_root_keys is empty)`, "
         "`<name>: empty release file`, `<name>: <n> bytes, over the <max>-byte limit`.",
