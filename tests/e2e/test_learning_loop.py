@@ -3,9 +3,8 @@ a signed candidate release registered, and a failing job reported with nothing r
 
 Real parts: the hub (SQLite file, served by uvicorn), its review and training-job APIs over HTTP,
 the trainer (a tiny base run on real WM-811K maps, then a one-epoch fine-tune from it), the
-bundler and the release signer. The release registry (``POST /api/v1/releases``) is built in
-parallel elsewhere; until it lands, a small HTTP server here stands in for it and verifies every
-uploaded ``.wsrelease`` with the protocols verifier against the test root key.
+bundler, the release signer and the hub's own release registry (``POST /api/v1/releases``, which
+verifies every upload against the root key the hub trusts).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,62 +40,18 @@ from waferscope.protocols.release import envelope as release_envelope
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-class Registry(ThreadingHTTPServer):
-    """Stands in for the hub's release registry: verifies and keeps each uploaded release."""
-
-    def __init__(self, folder: Path, roots: dict[str, Any]) -> None:
-        super().__init__(("127.0.0.1", 0), RegistryHandler)
-        self.folder, self.roots = folder, roots
-        self.accepted: list[dict[str, Any]] = []
-
-
-class RegistryHandler(BaseHTTPRequestHandler):
-    server: Registry
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        bearer = self.headers.get("Authorization", "").startswith("Bearer ")
-        if self.path != "/api/v1/releases" or not bearer:
-            self._refuse(b"POST /api/v1/releases with a bearer token")
-            return
-        n = len(self.server.accepted)
-        path = self.server.folder / f"upload-{n}.wsrelease"
-        path.write_bytes(body)
-        extract = self.server.folder / f"extract-{n}"
-        try:
-            verified = verify_release(path, self.server.roots, extract_to=extract)
-        except Exception as exc:  # the stand-in answers 422 like a registry would
-            self._refuse(str(exc).encode())
-            return
-        doc = {
-            "release_id": verified.digest[:16],
-            "version": verified.manifest.version,
-            "model_version": verified.manifest.model_version,
-            "folder": str(extract),
-        }
-        self.server.accepted.append(doc)
-        data = json.dumps(doc).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _refuse(self, reason: bytes) -> None:
-        self.send_response(422)
-        self.send_header("Content-Length", str(len(reason)))
-        self.end_headers()
-        self.wfile.write(reason)
-
-    def log_message(self, *args: Any) -> None:
-        return
-
-
 @pytest.fixture
 def served_hub(tmp_path: Path) -> Iterator[tuple[str, Hub]]:
     import uvicorn
 
-    hub = Hub(hub_config(tmp_path / "hub", training={"label_trigger": 12}))
+    signer = make_signer(tmp_path / "keys")
+    hub = Hub(
+        hub_config(
+            tmp_path / "hub",
+            training={"label_trigger": 12},
+            releases={"trusted_root_keys": [str(signer.root_pub)]},
+        )
+    )
     add_role_users(hub)
     port = free_port()
     server = uvicorn.Server(
@@ -188,12 +142,8 @@ def test_reviewer_labels_become_a_registered_candidate(  # type: ignore[no-untyp
             )
         )
     )
-    registry = Registry(tmp_path / "registry", signer.roots)
-    registry.folder.mkdir()
-    threading.Thread(target=registry.serve_forever, daemon=True).start()
     settings = WorkerSettings(
         hub_url=url,
-        registry_url=f"http://127.0.0.1:{registry.server_address[1]}",
         username="engineer1",
         password=PASSWORD,
         worker="worker-a",
@@ -205,29 +155,38 @@ def test_reviewer_labels_become_a_registered_candidate(  # type: ignore[no-untyp
         epochs=1,
         overrides={"run.threads": 1},
     )
-    try:
-        client = client_for(settings)
-        outcome = work_once(settings, client)
-        assert outcome is not None and outcome["state"] == "succeeded", outcome
-        assert [a["release_id"] for a in registry.accepted] == [outcome["release_id"]]
-        release = registry.accepted[0]
-        assert release["model_version"].startswith("job-1-")
-        card = (Path(release["folder"]) / "MODEL_CARD.md").read_text(encoding="utf-8")
-        assert "## Retraining job 1" in card
-        # 14 labels: every 5th held for the gate (2), 12 fine-tune; about half name probe_test
-        trained = re.search(r"Root-cause head: trained: (\d+) reviewer root-cause labels", card)
-        assert trained is not None and 5 <= int(trained.group(1)) <= 7, card[-600:]
-        job = _http(f"{url}/api/v1/training-jobs/1", token=eng["access_token"])
-        assert job["progress"] == 1.0 and "int8_macro_f1" in job["metrics"]
-        assert "fine-tuning 1 epochs" in job["log"] and "registered release" in job["log"]
+    client = client_for(settings)
+    outcome = work_once(settings, client)
+    assert outcome is not None and outcome["state"] == "succeeded", outcome
+    registered = _http(f"{url}/api/v1/releases", token=eng["access_token"])["releases"]
+    assert [r["release_id"] for r in registered] == [outcome["release_id"]]
+    release = registered[0]
+    assert release["channel"] == "candidate" and release["model_version"].startswith("job-1-")
+    # the registered file, fetched back from the hub and verified against the root
+    fetched = urllib.request.Request(
+        f"{url}/api/v1/releases/{release['release_id']}/file",
+        headers={"Authorization": f"Bearer {eng['access_token']}"},
+    )
+    with urllib.request.urlopen(fetched, timeout=60) as answer:
+        (tmp_path / "candidate.wsrelease").write_bytes(answer.read())
+    verify_release(
+        tmp_path / "candidate.wsrelease", signer.roots, extract_to=tmp_path / "candidate"
+    )
+    card = (tmp_path / "candidate" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "## Retraining job 1" in card
+    # 14 labels: every 5th held for the gate (2), 12 fine-tune; about half name probe_test
+    trained = re.search(r"Root-cause head: trained: (\d+) reviewer root-cause labels", card)
+    assert trained is not None and 5 <= int(trained.group(1)) <= 7, card[-600:]
+    job = _http(f"{url}/api/v1/training-jobs/1", token=eng["access_token"])
+    assert job["progress"] == 1.0 and "int8_macro_f1" in job["metrics"]
+    assert "fine-tuning 1 epochs" in job["log"] and "registered release" in job["log"]
 
-        # A job that fails (its checkpoint is gone) is reported failed; nothing is registered.
-        _http(f"{url}/api/v1/training-jobs", {"detail": "by hand"}, eng["access_token"])
-        broken = settings.model_copy(update={"checkpoint": tmp_path / "missing.pt"})
-        failed = work_once(broken, client_for(broken))
-        assert failed is not None and failed["state"] == "failed"
-        assert "missing.pt" in failed["error"] and failed["release_id"] is None
-        assert len(registry.accepted) == 1
-        assert work_once(settings, client) is None  # nothing queued
-    finally:
-        registry.shutdown()
+    # A job that fails (its checkpoint is gone) is reported failed; nothing is registered.
+    _http(f"{url}/api/v1/training-jobs", {"detail": "by hand"}, eng["access_token"])
+    broken = settings.model_copy(update={"checkpoint": tmp_path / "missing.pt"})
+    failed = work_once(broken, client_for(broken))
+    assert failed is not None and failed["state"] == "failed"
+    assert "missing.pt" in failed["error"] and failed["release_id"] is None
+    again = _http(f"{url}/api/v1/releases", token=eng["access_token"])["releases"]
+    assert len(again) == 1
+    assert work_once(settings, client) is None  # nothing queued

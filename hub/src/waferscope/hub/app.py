@@ -18,6 +18,7 @@ from waferscope.hub.db.engine import Database
 from waferscope.hub.db.schema import DriftSnapshot
 from waferscope.hub.drift.job import DriftMonitor
 from waferscope.hub.drift.report import DriftCollector, latest
+from waferscope.hub.federation.candidate import CandidateRegistrar
 from waferscope.hub.federation.control import FederationControl
 from waferscope.hub.federation.scheduler import RoundScheduler
 from waferscope.hub.ingest.handler import BatchWriter
@@ -116,6 +117,13 @@ class Hub:
         )
         self._explainer: ShapExplainer | None = None
         self.release_roots = load_roots(config.releases.trusted_root_keys)
+        self.federation.candidate_registrar = CandidateRegistrar(
+            config.federation,
+            self.db,
+            self.blobs,
+            self.release_roots,
+            max_bytes=config.releases.max_release_bytes,
+        )
         # rollouts need releases (trusted roots), the broker and the transfer service
         self.rollouts = (
             RolloutEngine(

@@ -371,6 +371,7 @@ class HubConfig(Section):
         fed = cfg.federation
         fed.state_dir, fed.app_dir = fix(fed.state_dir), fix(fed.app_dir)
         fed.train_config = fix(fed.train_config)
+        fed.release_key, fed.release_delegation = fix(fed.release_key), fix(fed.release_delegation)
         cfg.releases.trusted_root_keys = [fix(p) or p for p in cfg.releases.trusted_root_keys]
         return cfg
 

@@ -21,6 +21,7 @@ import subprocess
 import tarfile
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +66,7 @@ class FederationControl:
         self.flwr_home = self.state_dir / "flwr"
         self.superlink: subprocess.Popen[bytes] | None = None
         self.run: RunHandle | None = None
-        self.candidate_registrar = register_candidate
+        self.candidate_registrar: Callable[[Path], str | None] = keep_in_run_folder
 
     # ------------------------------------------------------------------ files
     @property
@@ -305,12 +306,7 @@ def _node_id(output: str) -> int | None:
     return None
 
 
-def register_candidate(bundle: Path) -> None:
-    """Register a finished run's candidate bundle as a candidate release at this hub.
-
-    NOT DONE YET: the release registration route (``POST /api/v1/releases``, a signed
-    ``.wsrelease``) is built on another branch; until it is merged the candidate stays in the run
-    folder and this logs where it is. Wire it here: sign with ``waferscope release sign`` and
-    post the file.
-    """
-    log.warning("candidate bundle ready at %s; release registration is not wired yet", bundle)
+def keep_in_run_folder(bundle: Path) -> str | None:
+    """The registrar until the hub wires one (``federation/candidate.py``): the bundle stays."""
+    log.warning("candidate bundle ready at %s (no release registrar wired)", bundle)
+    return None

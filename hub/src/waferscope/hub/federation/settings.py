@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from waferscope.protocols.settings import Section
 
 
-class FederationConfig(BaseModel):
+class FederationConfig(Section):
     """Federated retraining with Flower: the hub runs the SuperLink, provisions node keys and
     submits runs when enough new labels exist (needs the hub's ``[federated]`` extra)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     enabled: bool = Field(default=False, description="Run the SuperLink and schedule rounds.")
     superlink_host: str = Field(default="0.0.0.0", description="Address the SuperLink binds.")
@@ -47,4 +47,19 @@ class FederationConfig(BaseModel):
     min_nodes: int = Field(default=2, ge=1, description="Nodes a round needs (train + online).")
     check_interval_s: float = Field(
         default=300.0, gt=0, description="How often the scheduler counts new labels."
+    )
+    release_key: Path | None = Field(
+        default=None,
+        description="Release private key (PEM, 'waferscope release keygen --root-key') that signs "
+        "a finished run's candidate bundle; with release_delegation, the candidate is registered "
+        "in the hub's release registry. Empty: the bundle stays in the run folder.",
+    )
+    release_delegation: Path | None = Field(
+        default=None, description="That key's delegation.json (certified by a trusted root)."
+    )
+    release_channel: str = Field(
+        default="candidate", min_length=1, description="Channel of the registered candidates."
+    )
+    release_days: int = Field(
+        default=30, ge=1, le=3650, description="Days until a registered candidate expires."
     )
