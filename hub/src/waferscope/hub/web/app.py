@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from waferscope.hub.web import api, api_admin, forms, shortcuts, ui
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.ui_support import CorruptBlobError
-from waferscope.hub.web.views import AnyRequest, hub_of
+from waferscope.hub.web.views import HUB_DEPENDENCY, AnyRequest, HubDependency
 
 if TYPE_CHECKING:
     from waferscope.hub.app import Hub
@@ -43,18 +43,18 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", opt={"public": True}, sync_to_thread=True)
-def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
+def readyz(request: AnyRequest, hub: HubDependency) -> Response[dict[str, Any]]:
     """Readiness: database reachable and migrated, blob store usable, broker connected."""
-    checks = hub_of(request).ready()
+    checks = hub.ready()
     ok = all(checks.values())
     return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
 @get("/metrics", opt={"public": True}, media_type=CONTENT_TYPE_LATEST, sync_to_thread=True)
-def metrics(request: AnyRequest) -> Response[bytes]:
+def metrics(request: AnyRequest, hub: HubDependency) -> Response[bytes]:
     """Prometheus metrics of this hub process (devices and review queue read from the database,
     hence in a thread)."""
-    return Response(hub_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _wants_html(request: Request[Any, Any, Any]) -> bool:
@@ -138,10 +138,10 @@ def create_app(hub: Hub) -> Litestar:
             readyz,
             metrics,
             static,
-            *api.ROUTES,
-            *api_admin.ROUTES,
-            *ui.ROUTES,
-            *forms.ROUTES,
+            *api.ROUTERS,
+            *api_admin.ROUTERS,
+            *ui.ROUTERS,
+            *forms.ROUTERS,
         ],
         guards=[permission_guard],
         middleware=[DefineMiddleware(AuthMiddleware)],
@@ -158,6 +158,7 @@ def create_app(hub: Hub) -> Litestar:
             CorruptBlobError: _http_error,
         },
         state=State({"hub": hub}),
+        dependencies=HUB_DEPENDENCY,
         request_max_body_size=hub.config.http.max_upload_bytes,
         before_send=[_counter(hub)],
     )
