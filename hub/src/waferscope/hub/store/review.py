@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from waferscope.hub.db.engine import utcnow
 from waferscope.hub.db.schema import Label, Result, Review, ReviewItem
 from waferscope.hub.store.audit import audit
+from waferscope.hub.store.queries import next_in_queue
 from waferscope.protocols.errors import WaferscopeError
+
+if TYPE_CHECKING:
+    from waferscope.hub.db.engine import Database
 
 
 class ReviewError(WaferscopeError):
@@ -84,6 +89,41 @@ def submit_review(
         remote_addr=remote_addr,
     )
     return ReviewOutcome(review.id, action, changed)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewStep:
+    """A recorded review and the result the reviewer goes on to (None: the queue is empty)."""
+
+    outcome: ReviewOutcome
+    next_id: str | None
+
+
+def review_and_advance(
+    db: Database,
+    result_id: str,
+    *,
+    reviewer: str,
+    pattern: str,
+    root_cause: str = "",
+    comment: str = "",
+    remote_addr: str = "",
+) -> ReviewStep:
+    """The one review-submit path of the form and the API: validate and record the review (label,
+    queue item, audit) in one transaction and name the next result in the queue.
+
+    Raises ReviewError (nothing written) when the review cannot be recorded."""
+    with db.session(write=True) as s:
+        outcome = submit_review(
+            s,
+            result_id,
+            reviewer=reviewer,
+            pattern=pattern,
+            root_cause=root_cause,
+            comment=comment,
+            remote_addr=remote_addr,
+        )
+        return ReviewStep(outcome, next_in_queue(s, exclude=result_id))
 
 
 def skip(session: Session, result_id: str, *, reviewer: str) -> bool:

@@ -209,20 +209,24 @@ def post_review(
     """Confirm or correct the pattern and root cause; the label becomes ground truth."""
     who = require(request)
     try:
-        with hub.db.session(write=True) as s:
-            out = review.submit_review(
-                s,
-                result_id,
-                reviewer=who.username,
-                pattern=data.pattern,
-                root_cause=data.root_cause,
-                comment=data.comment,
-                remote_addr=client_addr(request),
-            )
-            nxt = queries.next_in_queue(s, exclude=result_id)
+        step = review.review_and_advance(
+            hub.db,
+            result_id,
+            reviewer=who.username,
+            pattern=data.pattern,
+            root_cause=data.root_cause,
+            comment=data.comment,
+            remote_addr=client_addr(request),
+        )
     except review.ReviewError as exc:
         raise ClientException(str(exc)) from None
-    return {"review_id": out.review_id, "action": out.action, "changed": out.changed, "next": nxt}
+    out = step.outcome
+    return {
+        "review_id": out.review_id,
+        "action": out.action,
+        "changed": out.changed,
+        "next": step.next_id,
+    }
 
 
 @post(

@@ -106,17 +106,15 @@ def review_form(
 ) -> Redirect | Template:
     who = require(request)
     try:
-        with hub.db.session(write=True) as s:
-            review.submit_review(
-                s,
-                result_id,
-                reviewer=who.username,
-                pattern=data.pattern,
-                root_cause=data.root_cause,
-                comment=data.comment,
-                remote_addr=client_addr(request),
-            )
-            nxt = queries.next_in_queue(s, exclude=result_id)
+        nxt = review.review_and_advance(
+            hub.db,
+            result_id,
+            reviewer=who.username,
+            pattern=data.pattern,
+            root_cause=data.root_cause,
+            comment=data.comment,
+            remote_addr=client_addr(request),
+        ).next_id
     except review.ReviewError as exc:
         # the page again (422), with the reviewer's entries and the reason; nothing was saved
         reason = (
