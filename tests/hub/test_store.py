@@ -25,6 +25,7 @@ from waferscope.hub.db.schema import (
     ReviewItem,
     Wafer,
 )
+from waferscope.hub.ingest.handler import stored_result_rows
 from waferscope.hub.mapcodec import decode_heatmap, decode_map
 from waferscope.hub.review_policy import UncertaintyFirst
 from waferscope.hub.store import alerts as alert_store
@@ -33,7 +34,6 @@ from waferscope.hub.store.ingest import (
     Batch,
     alert_row,
     dead_letter_row,
-    result_rows,
     write_batch,
 )
 from waferscope.protocols import messages
@@ -45,7 +45,7 @@ SELECTOR = UncertaintyFirst(ReviewConfig(threshold=0.6, sample_rate=0.1))
 
 def ingest(db: Database, blobs: DirectoryBlobStore, msgs: list, **batch: object) -> set[str]:
     now = utcnow()
-    rows = [result_rows(m, blobs=blobs, selector=SELECTOR, now=now) for m in msgs]
+    rows = [stored_result_rows(m, blobs=blobs, selector=SELECTOR, now=now) for m in msgs]
     with db.connect() as conn:
         return write_batch(conn, Batch(results=rows, **batch)).new_results  # type: ignore[arg-type]
 
