@@ -94,7 +94,6 @@ async def me(request: AnyRequest) -> dict[str, Any]:
 # --------------------------------------------------------------------------- results
 @get(f"{V1}/results", opt=_perm(auth.VIEW), sync_to_thread=True)
 def list_results(
-    request: AnyRequest,
     hub: HubDependency,
     tester: FromQuery[str | None] = None,
     lot: FromQuery[str | None] = None,
@@ -127,15 +126,13 @@ def list_results(
 
 
 @get(f"{V1}/results/{{result_id:str}}", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_result(request: AnyRequest, hub: HubDependency, result_id: FromPath[str]) -> dict[str, Any]:
+def get_result(hub: HubDependency, result_id: FromPath[str]) -> dict[str, Any]:
     """One result with its wafer, heatmap, quality findings, queue state, label and reviews."""
     return detail_json(load_detail(hub, result_id))
 
 
 @get(f"{V1}/results/{{result_id:str}}/similar", opt=_perm(auth.VIEW), sync_to_thread=True)
-def similar(
-    request: AnyRequest, hub: HubDependency, result_id: FromPath[str], k: FromQuery[int] = 8
-) -> dict[str, Any]:
+def similar(hub: HubDependency, result_id: FromPath[str], k: FromQuery[int] = 8) -> dict[str, Any]:
     """The nearest past wafers by embedding distance (same model version)."""
     found = hub.similar.query(result_id, k=max(1, min(k, 50)))
     return {"neighbours": [{"result_id": n.result_id, "distance": n.distance} for n in found]}
@@ -148,7 +145,6 @@ def similar(
     status_code=200,
 )
 def shap_values(
-    request: AnyRequest,
     hub: HubDependency,
     result_id: FromPath[str],
     target: FromQuery[str | None] = None,
@@ -175,9 +171,7 @@ def shap_values(
 
 # --------------------------------------------------------------------------- review
 @get(f"{V1}/queue", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_queue(
-    request: AnyRequest, hub: HubDependency, limit: FromQuery[int] = 50, offset: Offset = 0
-) -> dict[str, Any]:
+def get_queue(hub: HubDependency, limit: FromQuery[int] = 50, offset: Offset = 0) -> dict[str, Any]:
     """Open review items, most urgent first."""
     with hub.db.session() as s:
         rows = queries.list_queue(s, limit=max(1, min(limit, 500)), offset=max(offset, 0))
@@ -246,7 +240,6 @@ def post_skip(request: AnyRequest, hub: HubDependency, result_id: FromPath[str])
 # --------------------------------------------------------------------------- alerts
 @get(f"{V1}/alerts", opt=_perm(auth.VIEW), sync_to_thread=True)
 def get_alerts(
-    request: AnyRequest,
     hub: HubDependency,
     acknowledged: FromQuery[bool | None] = None,
     severity: FromQuery[str | None] = None,
@@ -282,9 +275,7 @@ def ack_alert(request: AnyRequest, hub: HubDependency, alert_id: FromPath[str]) 
 
 
 @get(f"{V1}/alerts/{{alert_id:str}}/deliveries", opt=_perm(auth.VIEW), sync_to_thread=True)
-def alert_deliveries(
-    request: AnyRequest, hub: HubDependency, alert_id: FromPath[str]
-) -> dict[str, Any]:
+def alert_deliveries(hub: HubDependency, alert_id: FromPath[str]) -> dict[str, Any]:
     """Where an alert was sent, and how that went."""
     with hub.db.session() as s:
         rows = alert_store.deliveries_of(s, alert_id)
@@ -292,7 +283,7 @@ def alert_deliveries(
 
 
 @get(f"{V1}/devices", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_devices(request: AnyRequest, hub: HubDependency) -> dict[str, Any]:
+def get_devices(hub: HubDependency) -> dict[str, Any]:
     """Every edge: online/offline, last seen, model version, outbox depth."""
     with hub.db.session() as s:
         return {"devices": [device_json(d) for d in queries.devices(s)]}

@@ -31,7 +31,6 @@ def _perm(name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- admin
 @get(f"{V1}/audit", opt=_perm(auth.AUDIT), sync_to_thread=True)
 def get_audit(
-    request: AnyRequest,
     hub: HubDependency,
     action: FromQuery[str | None] = None,
     limit: FromQuery[int] = 100,
@@ -55,9 +54,7 @@ def get_audit(
 
 
 @get(f"{V1}/dead-letters", opt=_perm(auth.DEAD_LETTERS), sync_to_thread=True)
-def get_dead_letters(
-    request: AnyRequest, hub: HubDependency, limit: FromQuery[int] = 100
-) -> dict[str, Any]:
+def get_dead_letters(hub: HubDependency, limit: FromQuery[int] = 100) -> dict[str, Any]:
     """Messages the ingest could not use."""
     from sqlalchemy import select
 
@@ -151,7 +148,7 @@ def change_user(
 
 
 @get(f"{V1}/models", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_models(request: AnyRequest, hub: HubDependency) -> dict[str, Any]:
+def get_models(hub: HubDependency) -> dict[str, Any]:
     """Engine bundles in the model registry."""
     from waferscope.hub.registry import list_models
 

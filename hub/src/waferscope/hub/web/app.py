@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from waferscope.hub.web import api, api_admin, forms, shortcuts, ui
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.ui_support import CorruptBlobError
-from waferscope.hub.web.views import HUB_DEPENDENCY, AnyRequest, HubDependency
+from waferscope.hub.web.views import HUB_DEPENDENCY, HubDependency
 
 if TYPE_CHECKING:
     from waferscope.hub.app import Hub
@@ -43,7 +43,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", opt={"public": True}, sync_to_thread=True)
-def readyz(request: AnyRequest, hub: HubDependency) -> Response[dict[str, Any]]:
+def readyz(hub: HubDependency) -> Response[dict[str, Any]]:
     """Readiness: database reachable and migrated, blob store usable, broker connected."""
     checks = hub.ready()
     ok = all(checks.values())
@@ -51,7 +51,7 @@ def readyz(request: AnyRequest, hub: HubDependency) -> Response[dict[str, Any]]:
 
 
 @get("/metrics", opt={"public": True}, media_type=CONTENT_TYPE_LATEST, sync_to_thread=True)
-def metrics(request: AnyRequest, hub: HubDependency) -> Response[bytes]:
+def metrics(hub: HubDependency) -> Response[bytes]:
     """Prometheus metrics of this hub process (devices and review queue read from the database,
     hence in a thread)."""
     return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -38,7 +38,7 @@ def _local(path: str | None, default: str = "/ui/queue") -> str:
 
 # --------------------------------------------------------------------------- login
 @get("/login", opt={"public": True})
-async def login_page(request: AnyRequest, next: FromQuery[str | None] = None) -> Template:
+async def login_page(next: FromQuery[str | None] = None) -> Template:
     return Template(template_name="login.html.j2", context={"next": _local(next), "error": None})
 
 
@@ -83,7 +83,7 @@ def login(
 
 
 @post("/logout", opt=_perm(auth.VIEW))
-async def logout(request: AnyRequest) -> Redirect:
+async def logout() -> Redirect:
     return Redirect(
         path="/login", status_code=303, cookies=[Cookie(key=COOKIE, value="", max_age=0, path="/")]
     )

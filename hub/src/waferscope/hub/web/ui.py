@@ -135,18 +135,14 @@ def wafer_view(
 
 
 @get("/ui/wafers/{result_id:str}/map.png", opt=_perm(auth.VIEW), sync_to_thread=True)
-def map_picture(
-    request: AnyRequest, hub: HubDependency, result_id: FromPath[str]
-) -> Response[bytes]:
+def map_picture(hub: HubDependency, result_id: FromPath[str]) -> Response[bytes]:
     key = map_key(hub, result_id)
     data = PICTURES.get("map:" + key, lambda: map_png(load_map(hub, result_id), max_px=440))
     return Response(data, media_type="image/png", headers=PNG_HEADERS)
 
 
 @get("/ui/wafers/{result_id:str}/overlay.png", opt=_perm(auth.VIEW), sync_to_thread=True)
-def overlay_picture(
-    request: AnyRequest, hub: HubDependency, result_id: FromPath[str]
-) -> Response[bytes]:
+def overlay_picture(hub: HubDependency, result_id: FromPath[str]) -> Response[bytes]:
     heat_key, heat = load_heatmap(hub, result_id)
     key = map_key(hub, result_id)
     data = PICTURES.get(
@@ -157,7 +153,7 @@ def overlay_picture(
 
 
 @get("/ui/wafers/{result_id:str}/similar", opt=_perm(auth.VIEW), sync_to_thread=True)
-def similar_fragment(request: AnyRequest, hub: HubDependency, result_id: FromPath[str]) -> Template:
+def similar_fragment(hub: HubDependency, result_id: FromPath[str]) -> Template:
     found = hub.similar.query(result_id, k=8)
     rows = []
     with hub.db.session() as s:
