@@ -16,23 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from waferscope.hub.store.queries import PATTERN_CLASSES
 from waferscope.protocols import messages
 from waferscope.protocols.datasets import load_labelled_arrays
 from waferscope.protocols.encoding import EncodingSpec, encode_dense
 from waferscope.protocols.pb import common_pb2, result_pb2
 from waferscope.protocols.pb.result_pb2 import WaferResult
 
-CLASSES = (
-    "Center",
-    "Donut",
-    "Edge-Loc",
-    "Edge-Ring",
-    "Loc",
-    "Near-full",
-    "Random",
-    "Scratch",
-    "none",
-)
+CLASSES = PATTERN_CLASSES
 CAUSES = ("probe-card", "etch-nonuniformity", "particles", "handling", "none")
 T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
 

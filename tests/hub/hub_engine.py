@@ -16,21 +16,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from waferscope.hub.store.queries import PATTERN_CLASSES
 from waferscope.protocols import bundle
 from waferscope.protocols.encoding import EncodingSpec
 from waferscope.protocols.pb.bundle_pb2 import BUNDLE_FILE_ROLE_ENGINE_ONNX, BundleManifest
 
-CLASSES = [
-    "Center",
-    "Donut",
-    "Edge-Loc",
-    "Edge-Ring",
-    "Loc",
-    "Near-full",
-    "Random",
-    "Scratch",
-    "none",
-]
+CLASSES = list(PATTERN_CLASSES)
 CAUSES = ["probe-card", "etch-nonuniformity", "particles", "handling", "none"]
 
 

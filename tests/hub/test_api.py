@@ -11,6 +11,7 @@ from hub_data import make_result, real_grids, results
 from hub_testing import PASSWORD, bearer, feed
 from litestar.testing import TestClient
 
+from waferscope.hub.store.queries import PATTERN_CLASSES
 from waferscope.protocols import messages
 from waferscope.protocols.datasets import load_labelled_arrays
 from waferscope.protocols.formats import read_maps
@@ -178,18 +179,7 @@ def test_export_reads_back_with_labels(hub, client, data_dir: Path, tmp_path: Pa
     arrays = load_labelled_arrays(path)
     assert (
         len(arrays) == 4
-        and arrays.class_names[:9]
-        == (
-            "Center",
-            "Donut",
-            "Edge-Loc",
-            "Edge-Ring",
-            "Loc",
-            "Near-full",
-            "Random",
-            "Scratch",
-            "none",
-        )
+        and arrays.class_names[:9] == PATTERN_CLASSES
         and arrays.class_names[9] == "Blob"
     )
     wafers = list(read_maps(path))

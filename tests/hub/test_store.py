@@ -25,6 +25,7 @@ from waferscope.hub.db.schema import (
     ReviewItem,
     Wafer,
 )
+from waferscope.hub.ingest.handler import stored_result_rows
 from waferscope.hub.mapcodec import decode_heatmap, decode_map
 from waferscope.hub.review_policy import UncertaintyFirst
 from waferscope.hub.store import alerts as alert_store
@@ -33,7 +34,6 @@ from waferscope.hub.store.ingest import (
     Batch,
     alert_row,
     dead_letter_row,
-    result_rows,
     write_batch,
 )
 from waferscope.protocols import messages
@@ -45,7 +45,7 @@ SELECTOR = UncertaintyFirst(ReviewConfig(threshold=0.6, sample_rate=0.1))
 
 def ingest(db: Database, blobs: DirectoryBlobStore, msgs: list, **batch: object) -> set[str]:
     now = utcnow()
-    rows = [result_rows(m, blobs=blobs, selector=SELECTOR, now=now) for m in msgs]
+    rows = [stored_result_rows(m, blobs=blobs, selector=SELECTOR, now=now) for m in msgs]
     with db.connect() as conn:
         return write_batch(conn, Batch(results=rows, **batch)).new_results  # type: ignore[arg-type]
 
@@ -163,6 +163,36 @@ def test_review_sets_the_label_and_leaves_the_queue(
         actions = [a.action for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
         assert actions == ["label.set", "label.confirm"]
         assert queries.next_in_queue(s) is None
+
+
+def test_review_and_advance_is_one_transaction_and_names_the_next(
+    database: Database, blob_dir: DirectoryBlobStore, data_dir: Path
+) -> None:
+    """The form's and the API's one submit path: refused reviews write nothing."""
+    (g0, g1) = real_grids(data_dir, 2)
+    first = make_result(*g0, 0, confidence=0.2, pattern="Loc")
+    second = make_result(*g1, 1, confidence=0.3, pattern="Edge-Ring")
+    ingest(database, blob_dir, [first, second])
+    with pytest.raises(review.ReviewError, match="needs a pattern"):
+        review.review_and_advance(database, first.result_id, reviewer="reviewer1", pattern=" ")
+    with pytest.raises(review.ReviewError, match="no result nope"):
+        review.review_and_advance(database, "nope", reviewer="reviewer1", pattern="Loc")
+    with database.session() as s:
+        assert s.scalar(select(func.count()).select_from(Label)) == 0
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == 0
+    step = review.review_and_advance(
+        database, first.result_id, reviewer="reviewer1", pattern="Loc", remote_addr="10.0.0.9"
+    )
+    assert step.outcome.action == "confirm" and step.outcome.changed
+    assert step.next_id == second.result_id
+    last = review.review_and_advance(
+        database, second.result_id, reviewer="reviewer1", pattern="Center"
+    )
+    assert last.outcome.action == "correct" and last.next_id is None
+    with database.session() as s:
+        audits = list(s.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+        assert [a.action for a in audits] == ["label.set", "label.set"]
+        assert audits[0].remote_addr == "10.0.0.9"
 
 
 def test_result_lists_filter_and_page(

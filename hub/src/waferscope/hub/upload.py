@@ -25,10 +25,11 @@ from typing import Any, Protocol
 from waferscope.hub.blobs import BlobStore
 from waferscope.hub.config import EngineConfig, ReviewConfig
 from waferscope.hub.db.engine import Database, utcnow
+from waferscope.hub.ingest.handler import stored_result_rows
 from waferscope.hub.review_policy import UPLOAD as UPLOAD_REASON
 from waferscope.hub.review_policy import QueueSelector
 from waferscope.hub.store.audit import audit
-from waferscope.hub.store.ingest import Batch, result_rows, write_batch
+from waferscope.hub.store.ingest import Batch, write_batch
 from waferscope.protocols import messages, quality
 from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.formats import read_maps
@@ -230,7 +231,7 @@ def store_upload(
     file_key = blobs.put("uploads", data)
     now = utcnow()
     rows = [
-        result_rows(r, blobs=blobs, selector=selector, now=now, origin="upload")
+        stored_result_rows(r, blobs=blobs, selector=selector, now=now, origin="upload")
         for r in parsed.results
     ]
     for r in rows:

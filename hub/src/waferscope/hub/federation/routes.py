@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Response, Router, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath
@@ -14,12 +15,12 @@ from waferscope.hub import auth
 from waferscope.hub.federation.control import FederationControl, FederationError
 from waferscope.hub.web.security import require
 from waferscope.hub.web.ui import page
-from waferscope.hub.web.views import AnyRequest, hub_of
+from waferscope.hub.web.views import AnyRequest, provide_hub
 from waferscope.protocols.errors import TopicError
 
 
-def provide_federation(request: AnyRequest) -> FederationControl:
-    return hub_of(request).federation
+def provide_federation(state: State) -> FederationControl:
+    return provide_hub(state).federation
 
 
 Control = NamedDependency[FederationControl]

@@ -30,8 +30,12 @@ from waferscope.hub.store.alerts import enqueue_deliveries
 from waferscope.hub.store.ingest import (
     Batch,
     BatchOutcome,
+    BlobKeys,
+    ResultRows,
     alert_row,
     dead_letter_row,
+    heatmap_payload,
+    map_payload,
     result_rows,
     write_batch,
 )
@@ -68,6 +72,37 @@ def _device_of(topic: str) -> str:
     """The device level of a topic, if it has one (for dead-letter records)."""
     parts = topic.split("/")
     return parts[3][:64] if len(parts) == 5 else ""
+
+
+def store_result_blobs(message: WaferResult, blobs: BlobStore) -> BlobKeys:
+    """Write a result's map and heatmap to the blob store (content-addressed: a redelivery
+    writes nothing new) and say where they lie."""
+    map_bytes = map_payload(message)
+    heat_bytes = heatmap_payload(message)
+    return BlobKeys(
+        map_blob=None if map_bytes is None else blobs.put("maps", map_bytes),
+        heatmap_blob=None if heat_bytes is None else blobs.put("heatmaps", heat_bytes),
+    )
+
+
+def stored_result_rows(
+    message: WaferResult,
+    *,
+    blobs: BlobStore,
+    selector: QueueSelector,
+    now: datetime,
+    origin: str = "edge",
+    store_embedding: bool = True,
+) -> ResultRows:
+    """A result's rows, its blobs written and its review decided (by ``selector``) first."""
+    return result_rows(
+        message,
+        now=now,
+        blob_keys=store_result_blobs(message, blobs),
+        queue_decision=selector.select(message),
+        origin=origin,
+        store_embedding=store_embedding,
+    )
 
 
 class BatchWriter:
@@ -143,7 +178,7 @@ class BatchWriter:
                 if message.HasField("map"):
                     check_map(message.map)  # refuse maps whose bytes do not fit
                 batch.results.append(
-                    result_rows(
+                    stored_result_rows(
                         message,
                         blobs=self.blobs,
                         selector=self.selector,

@@ -1,9 +1,10 @@
 """Writing what arrives from the edges: results, alerts, device status, dead letters.
 
-Two steps per batch. :func:`result_rows` turns one decoded ``WaferResult`` into table rows and
-writes its map and heatmap to the blob store (content-addressed, so a redelivery writes nothing
-new). :func:`write_batch` then inserts a whole batch in one transaction with "insert if the id is
-new" statements, so a replayed or duplicated message never makes a second row.
+Two steps per batch. :func:`result_rows` maps one decoded ``WaferResult`` to table rows (pure:
+the ingest handler has already written its map and heatmap to the blob store, content-addressed,
+and decided its review). :func:`write_batch` then inserts a whole batch in one transaction with
+"insert if the id is new" statements, so a replayed or duplicated message never makes a second
+row.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Connection, and_, or_, update
 
-from waferscope.hub.blobs import BlobStore
 from waferscope.hub.db.engine import to_naive_utc, utcnow
 from waferscope.hub.db.schema import (
     AlertRow,
@@ -32,7 +32,7 @@ from waferscope.hub.db.schema import (
     table,
 )
 from waferscope.hub.mapcodec import encode_heatmap, encode_map
-from waferscope.hub.review_policy import QueueSelector
+from waferscope.hub.review_policy import QueueDecision
 from waferscope.hub.store.sql import excluded, greatest, insert_ignore, insert_new, upsert
 from waferscope.protocols.pb import alert_pb2, common_pb2, device_pb2, result_pb2
 from waferscope.protocols.pb.alert_pb2 import Alert
@@ -84,21 +84,43 @@ def _distribution(pred: result_pb2.Prediction) -> list[list[Any]]:
     return [[c.name, round(float(c.probability), 6)] for c in pred.distribution]
 
 
+@dataclass(frozen=True, slots=True)
+class BlobKeys:
+    """Where a result's map and heatmap lie in the blob store (None: the message carried none)."""
+
+    map_blob: str | None = None
+    heatmap_blob: str | None = None
+
+
+def map_payload(message: WaferResult) -> bytes | None:
+    """The stored form of the result's map, or None when it carries no map."""
+    if message.HasField("map") and message.map.rows and message.map.cols:
+        return encode_map(message.map)
+    return None
+
+
+def heatmap_payload(message: WaferResult) -> bytes | None:
+    """The stored form of the result's heatmap, or None when it carries none."""
+    hm = message.heatmap
+    if message.HasField("heatmap") and hm.rows and hm.cols and len(hm.data):
+        return encode_heatmap(hm)
+    return None
+
+
 def result_rows(
     message: WaferResult,
     *,
-    blobs: BlobStore,
-    selector: QueueSelector,
     now: datetime,
+    blob_keys: BlobKeys = BlobKeys(),
+    queue_decision: QueueDecision | None = None,
     origin: str = "edge",
     wafer_ref: str | None = None,
     store_embedding: bool = True,
 ) -> ResultRows:
-    """Rows for one result; its map and heatmap go to the blob store now."""
+    """Rows for one result (a pure mapping): the wafer, the result, the heatmap row where
+    ``blob_keys`` names its blob, the queue item where ``queue_decision`` queues it."""
     w = message.wafer
-    map_blob = None
-    if message.HasField("map") and message.map.rows and message.map.cols:
-        map_blob = blobs.put("maps", encode_map(message.map))
+    map_blob = blob_keys.map_blob
     wafer_id = wafer_ref or message.result_id
     classified = ts(message.classified_time, now) or now
     wafer = {
@@ -199,16 +221,16 @@ def result_rows(
     }
     heatmap = None
     hm = message.heatmap
-    if message.HasField("heatmap") and hm.rows and hm.cols and len(hm.data):
+    if blob_keys.heatmap_blob is not None:
         heatmap = {
             "result_id": message.result_id,
             "rows": hm.rows,
             "cols": hm.cols,
-            "blob": blobs.put("heatmaps", encode_heatmap(hm)),
+            "blob": blob_keys.heatmap_blob,
             "target_class": hm.target_class,
             "method": hm.method,
         }
-    decision = selector.select(message)
+    decision = queue_decision
     queue = None
     if decision is not None:
         queue = {

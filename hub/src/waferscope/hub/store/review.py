@@ -9,16 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.orm import Session
 
+from waferscope.hub.config import TrainingConfig
 from waferscope.hub.db.engine import utcnow
 from waferscope.hub.db.schema import Device, Label, LabelDispatch, Result, Review, ReviewItem
 from waferscope.hub.store.audit import audit
+from waferscope.hub.store.queries import next_in_queue
+from waferscope.hub.store.training import maybe_trigger
 from waferscope.protocols import messages
 from waferscope.protocols.errors import WaferscopeError
 from waferscope.protocols.pb import label_pb2
+
+if TYPE_CHECKING:
+    from waferscope.hub.db.engine import Database
 
 
 class ReviewError(WaferscopeError):
@@ -125,6 +132,45 @@ def queue_label_for_edge(session: Session, result: Result, review: Review, now: 
             attempts=0,
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewStep:
+    """A recorded review and the result the reviewer goes on to (None: the queue is empty)."""
+
+    outcome: ReviewOutcome
+    next_id: str | None
+
+
+def review_and_advance(
+    db: Database,
+    result_id: str,
+    *,
+    reviewer: str,
+    pattern: str,
+    root_cause: str = "",
+    comment: str = "",
+    remote_addr: str = "",
+    training: TrainingConfig | None = None,
+) -> ReviewStep:
+    """The one review-submit path of the form and the API: validate and record the review (label,
+    queue item, audit, the label queued for its edge) in one transaction, queue a training job
+    when ``training``'s label trigger is reached, and name the next result in the queue.
+
+    Raises ReviewError (nothing written) when the review cannot be recorded."""
+    with db.session(write=True) as s:
+        outcome = submit_review(
+            s,
+            result_id,
+            reviewer=reviewer,
+            pattern=pattern,
+            root_cause=root_cause,
+            comment=comment,
+            remote_addr=remote_addr,
+        )
+        if training is not None:
+            maybe_trigger(s, training)
+        return ReviewStep(outcome, next_in_queue(s, exclude=result_id))
 
 
 def skip(session: Session, result_id: str, *, reviewer: str) -> bool:

@@ -7,9 +7,9 @@ as ``Authorization: Bearer <token>``. Every route names the permission it needs 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from litestar import Response, get, post
+from litestar import Response, Router, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import (
     ClientException,
@@ -21,12 +21,13 @@ from litestar.params import FromPath, FromQuery, JSONBody, MultipartBody
 from waferscope.hub import auth
 from waferscope.hub.export import export_labels
 from waferscope.hub.store import alerts as alert_store
-from waferscope.hub.store import queries, review, training, users
+from waferscope.hub.store import queries, review, users
 from waferscope.hub.store.audit import audit
 from waferscope.hub.upload import UploadError, parse_upload, store_upload
 from waferscope.hub.web.security import require
 from waferscope.hub.web.views import (
     AnyRequest,
+    HubDependency,
     Offset,
     alert_json,
     client_addr,
@@ -34,12 +35,14 @@ from waferscope.hub.web.views import (
     delivery_json,
     detail_json,
     device_json,
-    hub_of,
     load_detail,
     result_filter,
     result_summary,
 )
 from waferscope.protocols.errors import WaferscopeError
+
+if TYPE_CHECKING:
+    pass
 
 V1 = "/api/v1"
 
@@ -60,9 +63,10 @@ class TokenRequest:
 
 
 @post(f"{V1}/auth/token", opt={"public": True}, sync_to_thread=True, status_code=200)
-def issue_token(request: AnyRequest, data: JSONBody[TokenRequest]) -> dict[str, Any]:
+def issue_token(
+    request: AnyRequest, hub: HubDependency, data: JSONBody[TokenRequest]
+) -> dict[str, Any]:
     """Exchange a user name and password for a bearer token."""
-    hub = hub_of(request)
     with hub.db.session(write=True) as s:
         user = users.authenticate(s, data.username, data.password, remote_addr=client_addr(request))
         role = user.role if user else None
@@ -90,7 +94,7 @@ async def me(request: AnyRequest) -> dict[str, Any]:
 # --------------------------------------------------------------------------- results
 @get(f"{V1}/results", opt=_perm(auth.VIEW), sync_to_thread=True)
 def list_results(
-    request: AnyRequest,
+    hub: HubDependency,
     tester: FromQuery[str | None] = None,
     lot: FromQuery[str | None] = None,
     pattern: FromQuery[str | None] = None,
@@ -113,7 +117,7 @@ def list_results(
             "date_to": date_to,
         }
     )
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         page = queries.list_results(s, flt, limit=max(1, min(limit, 500)), before=cursor(before))
     return {
         "results": [result_summary(r, page.labels.get(r.wafer_ref)) for r in page.rows],
@@ -122,15 +126,14 @@ def list_results(
 
 
 @get(f"{V1}/results/{{result_id:str}}", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_result(request: AnyRequest, result_id: FromPath[str]) -> dict[str, Any]:
+def get_result(hub: HubDependency, result_id: FromPath[str]) -> dict[str, Any]:
     """One result with its wafer, heatmap, quality findings, queue state, label and reviews."""
-    return detail_json(load_detail(hub_of(request), result_id))
+    return detail_json(load_detail(hub, result_id))
 
 
 @get(f"{V1}/results/{{result_id:str}}/similar", opt=_perm(auth.VIEW), sync_to_thread=True)
-def similar(request: AnyRequest, result_id: FromPath[str], k: FromQuery[int] = 8) -> dict[str, Any]:
+def similar(hub: HubDependency, result_id: FromPath[str], k: FromQuery[int] = 8) -> dict[str, Any]:
     """The nearest past wafers by embedding distance (same model version)."""
-    hub = hub_of(request)
     found = hub.similar.query(result_id, k=max(1, min(k, 50)))
     return {"neighbours": [{"result_id": n.result_id, "distance": n.distance} for n in found]}
 
@@ -142,10 +145,11 @@ def similar(request: AnyRequest, result_id: FromPath[str], k: FromQuery[int] = 8
     status_code=200,
 )
 def shap_values(
-    request: AnyRequest, result_id: FromPath[str], target: FromQuery[str | None] = None
+    hub: HubDependency,
+    result_id: FromPath[str],
+    target: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
     """SHAP attribution of the pattern over wafer regions, on the hub's engine."""
-    hub = hub_of(request)
     explainer = hub.explainer
     if explainer is None:
         raise ClientException("no engine bundle is configured on the hub (engine.bundle)")
@@ -167,11 +171,9 @@ def shap_values(
 
 # --------------------------------------------------------------------------- review
 @get(f"{V1}/queue", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_queue(
-    request: AnyRequest, limit: FromQuery[int] = 50, offset: Offset = 0
-) -> dict[str, Any]:
+def get_queue(hub: HubDependency, limit: FromQuery[int] = 50, offset: Offset = 0) -> dict[str, Any]:
     """Open review items, most urgent first."""
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         rows = queries.list_queue(s, limit=max(1, min(limit, 500)), offset=max(offset, 0))
         counts = queries.queue_counts(s)
     return {
@@ -196,27 +198,30 @@ class ReviewRequest:
 
 @post(f"{V1}/results/{{result_id:str}}/review", opt=_perm(auth.REVIEW), sync_to_thread=True)
 def post_review(
-    request: AnyRequest, result_id: FromPath[str], data: JSONBody[ReviewRequest]
+    request: AnyRequest, hub: HubDependency, result_id: FromPath[str], data: JSONBody[ReviewRequest]
 ) -> dict[str, Any]:
     """Confirm or correct the pattern and root cause; the label becomes ground truth."""
     who = require(request)
-    hub = hub_of(request)
     try:
-        with hub.db.session(write=True) as s:
-            out = review.submit_review(
-                s,
-                result_id,
-                reviewer=who.username,
-                pattern=data.pattern,
-                root_cause=data.root_cause,
-                comment=data.comment,
-                remote_addr=client_addr(request),
-            )
-            training.maybe_trigger(s, hub.config.training)
-            nxt = queries.next_in_queue(s, exclude=result_id)
+        step = review.review_and_advance(
+            hub.db,
+            result_id,
+            reviewer=who.username,
+            pattern=data.pattern,
+            root_cause=data.root_cause,
+            comment=data.comment,
+            remote_addr=client_addr(request),
+            training=hub.config.training,
+        )
     except review.ReviewError as exc:
         raise ClientException(str(exc)) from None
-    return {"review_id": out.review_id, "action": out.action, "changed": out.changed, "next": nxt}
+    out = step.outcome
+    return {
+        "review_id": out.review_id,
+        "action": out.action,
+        "changed": out.changed,
+        "next": step.next_id,
+    }
 
 
 @post(
@@ -225,10 +230,10 @@ def post_review(
     sync_to_thread=True,
     status_code=200,
 )
-def post_skip(request: AnyRequest, result_id: FromPath[str]) -> dict[str, Any]:
+def post_skip(request: AnyRequest, hub: HubDependency, result_id: FromPath[str]) -> dict[str, Any]:
     """Take a result out of the open queue without labelling it."""
     who = require(request)
-    with hub_of(request).db.session(write=True) as s:
+    with hub.db.session(write=True) as s:
         done = review.skip(s, result_id, reviewer=who.username)
     return {"skipped": done}
 
@@ -236,14 +241,14 @@ def post_skip(request: AnyRequest, result_id: FromPath[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- alerts
 @get(f"{V1}/alerts", opt=_perm(auth.VIEW), sync_to_thread=True)
 def get_alerts(
-    request: AnyRequest,
+    hub: HubDependency,
     acknowledged: FromQuery[bool | None] = None,
     severity: FromQuery[str | None] = None,
     limit: FromQuery[int] = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Alerts from edges and hub rules, newest first."""
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         rows = alert_store.list_alerts(
             s,
             acknowledged=acknowledged,
@@ -260,10 +265,10 @@ def get_alerts(
     sync_to_thread=True,
     status_code=200,
 )
-def ack_alert(request: AnyRequest, alert_id: FromPath[str]) -> dict[str, Any]:
+def ack_alert(request: AnyRequest, hub: HubDependency, alert_id: FromPath[str]) -> dict[str, Any]:
     """Acknowledge an alert."""
     who = require(request)
-    with hub_of(request).db.session(write=True) as s:
+    with hub.db.session(write=True) as s:
         done = alert_store.acknowledge(
             s, alert_id, user=who.username, remote_addr=client_addr(request)
         )
@@ -271,17 +276,17 @@ def ack_alert(request: AnyRequest, alert_id: FromPath[str]) -> dict[str, Any]:
 
 
 @get(f"{V1}/alerts/{{alert_id:str}}/deliveries", opt=_perm(auth.VIEW), sync_to_thread=True)
-def alert_deliveries(request: AnyRequest, alert_id: FromPath[str]) -> dict[str, Any]:
+def alert_deliveries(hub: HubDependency, alert_id: FromPath[str]) -> dict[str, Any]:
     """Where an alert was sent, and how that went."""
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         rows = alert_store.deliveries_of(s, alert_id)
     return {"deliveries": [delivery_json(d) for d in rows]}
 
 
 @get(f"{V1}/devices", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_devices(request: AnyRequest) -> dict[str, Any]:
+def get_devices(hub: HubDependency) -> dict[str, Any]:
     """Every edge: online/offline, last seen, model version, outbox depth."""
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         return {"devices": [device_json(d) for d in queries.devices(s)]}
 
 
@@ -296,11 +301,11 @@ class UploadForm:
 @post(f"{V1}/uploads", opt=_perm(auth.UPLOAD), sync_to_thread=True)
 def upload(
     request: AnyRequest,
+    hub: HubDependency,
     data: MultipartBody[UploadForm],
 ) -> dict[str, Any]:
     """Upload a tester file (any format protocols reads); its wafers enter the review queue."""
     who = require(request)
-    hub = hub_of(request)
     content = data.data.file.read()
     name = data.data.filename or "upload"
     try:
@@ -321,12 +326,11 @@ def upload(
 
 
 @get(f"{V1}/labels/export", opt=_perm(auth.EXPORT), sync_to_thread=True)
-def export(request: AnyRequest) -> Response[bytes]:
+def export(request: AnyRequest, hub: HubDependency) -> Response[bytes]:
     """Every labelled wafer as a WM-811K-layout .npz (see docs/hub.md)."""
     import io
 
     who = require(request)
-    hub = hub_of(request)
     buffer = io.BytesIO()
     summary = export_labels(hub.db, hub.blobs, buffer)
     with hub.db.session(write=True) as s:
@@ -345,20 +349,12 @@ def export(request: AnyRequest) -> Response[bytes]:
     )
 
 
-ROUTES = [
-    issue_token,
-    me,
-    list_results,
-    get_result,
-    similar,
-    shap_values,
-    get_queue,
-    post_review,
-    post_skip,
-    get_alerts,
-    ack_alert,
-    alert_deliveries,
-    get_devices,
-    upload,
-    export,
+ROUTERS = [
+    Router(path="/", route_handlers=[issue_token, me]),
+    Router(path="/", route_handlers=[list_results, get_result, similar, shap_values]),
+    Router(path="/", route_handlers=[get_queue, post_review, post_skip]),
+    Router(path="/", route_handlers=[get_alerts, ack_alert, alert_deliveries]),
+    Router(path="/", route_handlers=[get_devices]),
+    Router(path="/", route_handlers=[upload]),
+    Router(path="/", route_handlers=[export]),
 ]

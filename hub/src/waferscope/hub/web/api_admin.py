@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
-from litestar import get, patch, post
+from litestar import Router, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody
 
@@ -16,7 +16,10 @@ from waferscope.hub.db.schema import DeadLetter
 from waferscope.hub.store import users
 from waferscope.hub.store.audit import recent_audit
 from waferscope.hub.web.security import require
-from waferscope.hub.web.views import AnyRequest, hub_of
+from waferscope.hub.web.views import AnyRequest, HubDependency
+
+if TYPE_CHECKING:
+    from waferscope.hub.app import Hub
 
 V1 = "/api/v1"
 
@@ -28,10 +31,12 @@ def _perm(name: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- admin
 @get(f"{V1}/audit", opt=_perm(auth.AUDIT), sync_to_thread=True)
 def get_audit(
-    request: AnyRequest, action: FromQuery[str | None] = None, limit: FromQuery[int] = 100
+    hub: HubDependency,
+    action: FromQuery[str | None] = None,
+    limit: FromQuery[int] = 100,
 ) -> dict[str, Any]:
     """The audit log, newest first."""
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         rows = recent_audit(s, limit=max(1, min(limit, 1000)), action=action)
     return {
         "entries": [
@@ -49,11 +54,11 @@ def get_audit(
 
 
 @get(f"{V1}/dead-letters", opt=_perm(auth.DEAD_LETTERS), sync_to_thread=True)
-def get_dead_letters(request: AnyRequest, limit: FromQuery[int] = 100) -> dict[str, Any]:
+def get_dead_letters(hub: HubDependency, limit: FromQuery[int] = 100) -> dict[str, Any]:
     """Messages the ingest could not use."""
     from sqlalchemy import select
 
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         rows = s.scalars(
             select(DeadLetter).order_by(DeadLetter.id.desc()).limit(max(1, min(limit, 1000)))
         ).all()
@@ -87,8 +92,8 @@ class UserChange:
     password: str | None = None
 
 
-def _user_rows(request: AnyRequest) -> dict[str, Any]:
-    with hub_of(request).db.session() as s:
+def _user_rows(hub: Hub) -> dict[str, Any]:
+    with hub.db.session() as s:
         return {
             "users": [
                 {
@@ -104,17 +109,17 @@ def _user_rows(request: AnyRequest) -> dict[str, Any]:
 
 # async with the work in a thread: see the note on forms.users_page
 @get(f"{V1}/users", opt=_perm(auth.USERS))
-async def get_users(request: AnyRequest) -> dict[str, Any]:
+async def get_users(hub: HubDependency) -> dict[str, Any]:
     """Local users."""
-    return await to_thread.run_sync(_user_rows, request)
+    return await to_thread.run_sync(_user_rows, hub)
 
 
 @post(f"{V1}/users", opt=_perm(auth.USERS), sync_to_thread=True)
-def add_user(request: AnyRequest, data: JSONBody[NewUser]) -> dict[str, Any]:
+def add_user(request: AnyRequest, hub: HubDependency, data: JSONBody[NewUser]) -> dict[str, Any]:
     """Create a user."""
     who = require(request)
     try:
-        with hub_of(request).db.session(write=True) as s:
+        with hub.db.session(write=True) as s:
             users.add_user(s, data.username, data.password, data.role, actor=who.username)
     except AuthError as exc:
         raise ClientException(str(exc)) from None
@@ -123,12 +128,12 @@ def add_user(request: AnyRequest, data: JSONBody[NewUser]) -> dict[str, Any]:
 
 @patch(f"{V1}/users/{{username:str}}", opt=_perm(auth.USERS), sync_to_thread=True)
 def change_user(
-    request: AnyRequest, username: FromPath[str], data: JSONBody[UserChange]
+    request: AnyRequest, hub: HubDependency, username: FromPath[str], data: JSONBody[UserChange]
 ) -> dict[str, Any]:
     """Change a user's role, password or whether the account is active."""
     who = require(request)
     try:
-        with hub_of(request).db.session(write=True) as s:
+        with hub.db.session(write=True) as s:
             if users.get_user(s, username) is None:
                 raise NotFoundException(f"no user {username!r}")
             if data.role is not None:
@@ -143,11 +148,11 @@ def change_user(
 
 
 @get(f"{V1}/models", opt=_perm(auth.VIEW), sync_to_thread=True)
-def get_models(request: AnyRequest) -> dict[str, Any]:
+def get_models(hub: HubDependency) -> dict[str, Any]:
     """Engine bundles in the model registry."""
     from waferscope.hub.registry import list_models
 
-    with hub_of(request).db.session() as s:
+    with hub.db.session() as s:
         return {
             "models": [
                 {
@@ -164,4 +169,9 @@ def get_models(request: AnyRequest) -> dict[str, Any]:
         }
 
 
-ROUTES = [get_audit, get_dead_letters, get_users, add_user, change_user, get_models]
+ROUTERS = [
+    Router(
+        path="/",
+        route_handlers=[get_audit, get_dead_letters, get_users, add_user, change_user, get_models],
+    )
+]

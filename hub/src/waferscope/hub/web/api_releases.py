@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from litestar import Response, Router, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery
 
@@ -22,7 +22,7 @@ from waferscope.hub.releases import (
     release_json,
 )
 from waferscope.hub.web.security import require
-from waferscope.hub.web.views import AnyRequest, client_addr, hub_of
+from waferscope.hub.web.views import AnyRequest, client_addr
 from waferscope.protocols.release import ReleaseDowngradeError, ReleaseError
 
 SHA256_HEADER = "X-Content-SHA256"
@@ -51,10 +51,6 @@ HubDep = NamedDependency[Hub]
 
 def _perm(name: str) -> dict[str, Any]:
     return {"permission": name}
-
-
-def provide_hub(request: AnyRequest) -> Hub:
-    return hub_of(request)
 
 
 async def _upload_bytes(request: AnyRequest) -> tuple[bytes, str]:
@@ -166,6 +162,5 @@ def get_release_file(
 RELEASES_ROUTER = Router(
     path="/api/v1/releases",
     route_handlers=[post_release, get_releases, get_one_release, get_release_file],
-    dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
     tags=["releases"],
 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Router, get, post
-from litestar.di import Provide
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody
 
@@ -23,7 +22,7 @@ from waferscope.hub.rollout.store import (
     get_rollout,
     list_rollouts,
 )
-from waferscope.hub.web.api_releases import HubDep, provide_hub
+from waferscope.hub.web.api_releases import HubDep
 from waferscope.hub.web.security import require
 from waferscope.hub.web.views import AnyRequest, client_addr, iso
 
@@ -140,6 +139,5 @@ def post_action(
 ROLLOUTS_ROUTER = Router(
     path="/api/v1/rollouts",
     route_handlers=[post_rollout, get_rollouts, get_one_rollout, post_action],
-    dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
     tags=["rollouts"],
 )

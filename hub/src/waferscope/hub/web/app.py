@@ -32,7 +32,7 @@ from waferscope.hub.web.api_rollouts import ROLLOUTS_ROUTER
 from waferscope.hub.web.security import SCHEMA_PATH, AuthMiddleware, current, permission_guard
 from waferscope.hub.web.ui_releases import RELEASE_PAGES
 from waferscope.hub.web.ui_support import CorruptBlobError
-from waferscope.hub.web.views import AnyRequest, hub_of
+from waferscope.hub.web.views import HUB_DEPENDENCY, HubDependency
 
 if TYPE_CHECKING:
     from waferscope.hub.app import Hub
@@ -47,18 +47,18 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", opt={"public": True}, sync_to_thread=True)
-def readyz(request: AnyRequest) -> Response[dict[str, Any]]:
+def readyz(hub: HubDependency) -> Response[dict[str, Any]]:
     """Readiness: database reachable and migrated, blob store usable, broker connected."""
-    checks = hub_of(request).ready()
+    checks = hub.ready()
     ok = all(checks.values())
     return Response({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
 @get("/metrics", opt={"public": True}, media_type=CONTENT_TYPE_LATEST, sync_to_thread=True)
-def metrics(request: AnyRequest) -> Response[bytes]:
+def metrics(hub: HubDependency) -> Response[bytes]:
     """Prometheus metrics of this hub process (devices and review queue read from the database,
     hence in a thread)."""
-    return Response(hub_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(hub.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _wants_html(request: Request[Any, Any, Any]) -> bool:
@@ -142,12 +142,12 @@ def create_app(hub: Hub) -> Litestar:
             readyz,
             metrics,
             static,
-            *api.ROUTES,
-            *api_admin.ROUTES,
+            *api.ROUTERS,
+            *api_admin.ROUTERS,
             RELEASES_ROUTER,
             ROLLOUTS_ROUTER,
-            *ui.ROUTES,
-            *forms.ROUTES,
+            *ui.ROUTERS,
+            *forms.ROUTERS,
             drift.ROUTER,
             *training.ROUTES,
             federation_router,
@@ -168,6 +168,7 @@ def create_app(hub: Hub) -> Litestar:
             CorruptBlobError: _http_error,
         },
         state=State({"hub": hub}),
+        dependencies=HUB_DEPENDENCY,
         request_max_body_size=hub.config.http.max_upload_bytes,
         before_send=[_counter(hub)],
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Router, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Template
 
@@ -15,13 +15,9 @@ from waferscope.hub.app import Hub  # at runtime: litestar resolves the handlers
 from waferscope.hub.drift.report import history, latest, snapshot_view
 from waferscope.hub.web.drift_charts import histogram_svg, history_svg
 from waferscope.hub.web.ui import page
-from waferscope.hub.web.views import AnyRequest, hub_of, iso
+from waferscope.hub.web.views import AnyRequest, iso
 
 VIEW = {"permission": auth.VIEW}
-
-
-def provide_hub(request: AnyRequest) -> Hub:
-    return hub_of(request)
 
 
 def _config_view(hub: Hub) -> dict[str, Any]:
@@ -115,5 +111,4 @@ def drift_page(
 ROUTER = Router(
     path="/",
     route_handlers=[drift_api, drift_page],
-    dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
 )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
-from litestar import get, post
+from litestar import Router, get, post
 from litestar.datastructures import Cookie, UploadFile
 from litestar.params import FromPath, FromQuery, MultipartBody, URLEncodedBody
 from litestar.response import Redirect, Template
@@ -14,12 +14,15 @@ from litestar.response import Redirect, Template
 from waferscope.hub import auth
 from waferscope.hub.auth import AuthError
 from waferscope.hub.store import alerts as alert_store
-from waferscope.hub.store import queries, review, training, users
+from waferscope.hub.store import queries, review, users
 from waferscope.hub.upload import UploadError, parse_upload, store_upload
 from waferscope.hub.web.security import COOKIE, require
 from waferscope.hub.web.ui import ReviewDraft, page, wafer_view
-from waferscope.hub.web.views import AnyRequest, client_addr, hub_of
+from waferscope.hub.web.views import AnyRequest, HubDependency, client_addr
 from waferscope.protocols.errors import WaferscopeError
+
+if TYPE_CHECKING:
+    from waferscope.hub.app import Hub
 
 
 def _perm(name: str) -> dict[str, Any]:
@@ -35,7 +38,7 @@ def _local(path: str | None, default: str = "/ui/queue") -> str:
 
 # --------------------------------------------------------------------------- login
 @get("/login", opt={"public": True})
-async def login_page(request: AnyRequest, next: FromQuery[str | None] = None) -> Template:
+async def login_page(next: FromQuery[str | None] = None) -> Template:
     return Template(template_name="login.html.j2", context={"next": _local(next), "error": None})
 
 
@@ -47,8 +50,9 @@ class LoginForm:
 
 
 @post("/login", opt={"public": True}, sync_to_thread=True)
-def login(request: AnyRequest, data: URLEncodedBody[LoginForm]) -> Template | Redirect:
-    hub = hub_of(request)
+def login(
+    request: AnyRequest, hub: HubDependency, data: URLEncodedBody[LoginForm]
+) -> Template | Redirect:
     with hub.db.session(write=True) as s:
         user = users.authenticate(
             s, data.username.strip(), data.password, remote_addr=client_addr(request)
@@ -79,7 +83,7 @@ def login(request: AnyRequest, data: URLEncodedBody[LoginForm]) -> Template | Re
 
 
 @post("/logout", opt=_perm(auth.VIEW))
-async def logout(request: AnyRequest) -> Redirect:
+async def logout() -> Redirect:
     return Redirect(
         path="/login", status_code=303, cookies=[Cookie(key=COOKIE, value="", max_age=0, path="/")]
     )
@@ -95,23 +99,23 @@ class ReviewForm:
 
 @post("/ui/wafers/{result_id:str}/review", opt=_perm(auth.REVIEW), sync_to_thread=True)
 def review_form(
-    request: AnyRequest, result_id: FromPath[str], data: URLEncodedBody[ReviewForm]
+    request: AnyRequest,
+    hub: HubDependency,
+    result_id: FromPath[str],
+    data: URLEncodedBody[ReviewForm],
 ) -> Redirect | Template:
     who = require(request)
-    hub = hub_of(request)
     try:
-        with hub.db.session(write=True) as s:
-            review.submit_review(
-                s,
-                result_id,
-                reviewer=who.username,
-                pattern=data.pattern,
-                root_cause=data.root_cause,
-                comment=data.comment,
-                remote_addr=client_addr(request),
-            )
-            training.maybe_trigger(s, hub.config.training)
-            nxt = queries.next_in_queue(s, exclude=result_id)
+        nxt = review.review_and_advance(
+            hub.db,
+            result_id,
+            reviewer=who.username,
+            pattern=data.pattern,
+            root_cause=data.root_cause,
+            comment=data.comment,
+            remote_addr=client_addr(request),
+            training=hub.config.training,
+        ).next_id
     except review.ReviewError as exc:
         # the page again (422), with the reviewer's entries and the reason; nothing was saved
         reason = (
@@ -120,14 +124,14 @@ def review_form(
             else f"The label was not saved: {exc}."
         )
         draft = ReviewDraft(reason, data.pattern.strip(), data.root_cause, data.comment)
-        return wafer_view(request, result_id, draft)
+        return wafer_view(request, hub, result_id, draft)
     return Redirect(path=f"/ui/wafers/{nxt}" if nxt else "/ui/queue", status_code=303)
 
 
 @post("/ui/wafers/{result_id:str}/skip", opt=_perm(auth.REVIEW), sync_to_thread=True)
-def skip_form(request: AnyRequest, result_id: FromPath[str]) -> Redirect:
+def skip_form(request: AnyRequest, hub: HubDependency, result_id: FromPath[str]) -> Redirect:
     who = require(request)
-    with hub_of(request).db.session(write=True) as s:
+    with hub.db.session(write=True) as s:
         review.skip(s, result_id, reviewer=who.username)
         nxt = queries.next_in_queue(s, exclude=result_id)
     return Redirect(path=f"/ui/wafers/{nxt}" if nxt else "/ui/queue", status_code=303)
@@ -140,35 +144,34 @@ class BackForm:
 
 @post("/ui/alerts/{alert_id:str}/ack", opt=_perm(auth.ACK_ALERTS), sync_to_thread=True)
 def ack_form(
-    request: AnyRequest, alert_id: FromPath[str], data: URLEncodedBody[BackForm]
+    request: AnyRequest, hub: HubDependency, alert_id: FromPath[str], data: URLEncodedBody[BackForm]
 ) -> Redirect:
     who = require(request)
-    with hub_of(request).db.session(write=True) as s:
+    with hub.db.session(write=True) as s:
         alert_store.acknowledge(s, alert_id, user=who.username, remote_addr=client_addr(request))
     return Redirect(path=_local(data.back, "/ui/alerts"), status_code=303)
 
 
 # --------------------------------------------------------------------------- upload
 @get("/ui/upload", opt=_perm(auth.UPLOAD))
-async def upload_page(request: AnyRequest) -> Template:
-    return page(request, "upload.html.j2", error=None, ids=None)
+async def upload_page(request: AnyRequest, hub: HubDependency) -> Template:
+    return page(request, hub, "upload.html.j2", error=None, ids=None)
 
 
 @post("/ui/upload", opt=_perm(auth.UPLOAD), sync_to_thread=True)
 def upload_form(
-    request: AnyRequest, data: MultipartBody[dict[str, UploadFile]]
+    request: AnyRequest, hub: HubDependency, data: MultipartBody[dict[str, UploadFile]]
 ) -> Template | Redirect:
     who = require(request)
-    hub = hub_of(request)
     file = data.get("file")
     if file is None:
-        return page(request, "upload.html.j2", error="Choose a file first.", ids=None)
+        return page(request, hub, "upload.html.j2", error="Choose a file first.", ids=None)
     content = file.file.read()
     name = file.filename or "upload"
     try:
         parsed = parse_upload(content, name, hub.classifier)
     except (UploadError, WaferscopeError) as exc:
-        return page(request, "upload.html.j2", error=str(exc), ids=None)
+        return page(request, hub, "upload.html.j2", error=str(exc), ids=None)
     ids = store_upload(
         hub.db,
         hub.blobs,
@@ -181,21 +184,21 @@ def upload_form(
     )
     if len(ids) == 1:
         return Redirect(path=f"/ui/wafers/{ids[0]}", status_code=303)
-    return page(request, "upload.html.j2", error=None, ids=ids, name=name)
+    return page(request, hub, "upload.html.j2", error=None, ids=ids, name=name)
 
 
 # --------------------------------------------------------------------------- users
-def _users(request: AnyRequest, error: str | None) -> Template:
-    with hub_of(request).db.session() as s:
+def _users(request: AnyRequest, hub: Hub, error: str | None) -> Template:
+    with hub.db.session() as s:
         rows = users.list_users(s)
-    return page(request, "users.html.j2", rows=rows, roles=auth.ROLES, error=error)
+    return page(request, hub, "users.html.j2", rows=rows, roles=auth.ROLES, error=error)
 
 
 # async with the work in a thread: litestar 2.25 wraps the second sync_to_thread handler of one
 # path twice (it then returns an un-awaited coroutine), so one handler per path stays async.
 @get("/ui/users", opt=_perm(auth.USERS))
-async def users_page(request: AnyRequest) -> Template:
-    return await to_thread.run_sync(_users, request, None)
+async def users_page(request: AnyRequest, hub: HubDependency) -> Template:
+    return await to_thread.run_sync(_users, request, hub, None)
 
 
 @dataclass
@@ -206,25 +209,21 @@ class UserForm:
 
 
 @post("/ui/users", opt=_perm(auth.USERS), sync_to_thread=True)
-def users_form(request: AnyRequest, data: URLEncodedBody[UserForm]) -> Template | Redirect:
+def users_form(
+    request: AnyRequest, hub: HubDependency, data: URLEncodedBody[UserForm]
+) -> Template | Redirect:
     who = require(request)
     try:
-        with hub_of(request).db.session(write=True) as s:
+        with hub.db.session(write=True) as s:
             users.add_user(s, data.username.strip(), data.password, data.role, actor=who.username)
     except AuthError as exc:
-        return _users(request, str(exc))
+        return _users(request, hub, str(exc))
     return Redirect(path="/ui/users", status_code=303)
 
 
-ROUTES = [
-    login_page,
-    login,
-    logout,
-    review_form,
-    skip_form,
-    ack_form,
-    upload_page,
-    upload_form,
-    users_page,
-    users_form,
+ROUTERS = [
+    Router(path="/", route_handlers=[login_page, login, logout]),
+    Router(path="/", route_handlers=[review_form, skip_form, ack_form]),
+    Router(path="/", route_handlers=[upload_page, upload_form]),
+    Router(path="/", route_handlers=[users_page, users_form]),
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Response, Router, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody
@@ -20,7 +21,7 @@ from waferscope.hub.db.engine import Database
 from waferscope.hub.db.schema import TrainingJob
 from waferscope.hub.store import training
 from waferscope.hub.web.security import require
-from waferscope.hub.web.views import AnyRequest, hub_of
+from waferscope.hub.web.views import AnyRequest, provide_hub
 
 
 class TrainingJobs:
@@ -62,8 +63,8 @@ def job_number(text: str) -> int:
     return int(text)
 
 
-def provide_jobs(request: AnyRequest) -> TrainingJobs:
-    hub = hub_of(request)
+def provide_jobs(state: State) -> TrainingJobs:
+    hub = provide_hub(state)
     return TrainingJobs(hub.db, hub.config.training)
 
 

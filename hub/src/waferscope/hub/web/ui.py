@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from litestar import Response, get
+from litestar import Response, Router, get
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
@@ -22,13 +22,16 @@ from waferscope.hub.web.security import current, require
 from waferscope.hub.web.ui_support import load_heatmap, load_map, map_key
 from waferscope.hub.web.views import (
     AnyRequest,
+    HubDependency,
     Offset,
     cursor,
-    hub_of,
     load_detail,
     result_filter,
     when,
 )
+
+if TYPE_CHECKING:
+    from waferscope.hub.app import Hub
 
 PICTURES = PictureCache()
 PNG_HEADERS = {"Cache-Control": "private, max-age=86400"}
@@ -38,9 +41,8 @@ def _perm(name: str) -> dict[str, Any]:
     return {"permission": name}
 
 
-def page(request: AnyRequest, template: str, **context: Any) -> Template:
+def page(request: AnyRequest, hub: Hub, template: str, **context: Any) -> Template:
     """A page with what every page shows: the user, the nav counts."""
-    hub = hub_of(request)
     who = current(request)
     with hub.db.session() as s:
         open_alerts = alert_store.open_alert_count(s)
@@ -63,14 +65,19 @@ async def home() -> Redirect:
 
 
 @get("/ui/queue", opt=_perm(auth.VIEW), sync_to_thread=True)
-def queue_page(request: AnyRequest, page_no: Offset = 0) -> Template:
-    hub = hub_of(request)
+def queue_page(request: AnyRequest, hub: HubDependency, page_no: Offset = 0) -> Template:
     size = hub.config.review.page_size
     with hub.db.session() as s:
         rows = queries.list_queue(s, limit=size, offset=max(page_no, 0) * size)
         counts = queries.queue_counts(s)
     return page(
-        request, "queue.html.j2", rows=rows, counts=counts, page_no=max(page_no, 0), page_size=size
+        request,
+        hub,
+        "queue.html.j2",
+        rows=rows,
+        counts=counts,
+        page_no=max(page_no, 0),
+        page_size=size,
     )
 
 
@@ -90,13 +97,14 @@ class ReviewDraft:
 
 
 @get("/ui/wafers/{result_id:str}", opt=_perm(auth.VIEW), sync_to_thread=True)
-def wafer_page(request: AnyRequest, result_id: FromPath[str]) -> Template:
-    return wafer_view(request, result_id)
+def wafer_page(request: AnyRequest, hub: HubDependency, result_id: FromPath[str]) -> Template:
+    return wafer_view(request, hub, result_id)
 
 
-def wafer_view(request: AnyRequest, result_id: str, draft: ReviewDraft | None = None) -> Template:
+def wafer_view(
+    request: AnyRequest, hub: Hub, result_id: str, draft: ReviewDraft | None = None
+) -> Template:
     """The wafer page; with a draft, the refused review's entries and why (HTTP 422)."""
-    hub = hub_of(request)
     detail = load_detail(hub, result_id)
     with hub.db.session() as s:
         nxt = queries.next_in_queue(s, exclude=result_id)
@@ -108,6 +116,7 @@ def wafer_view(request: AnyRequest, result_id: str, draft: ReviewDraft | None = 
     causes += [c for c in recent_causes if c not in causes]
     template = page(
         request,
+        hub,
         "wafer.html.j2",
         d=detail,
         r=detail.result,
@@ -126,16 +135,14 @@ def wafer_view(request: AnyRequest, result_id: str, draft: ReviewDraft | None = 
 
 
 @get("/ui/wafers/{result_id:str}/map.png", opt=_perm(auth.VIEW), sync_to_thread=True)
-def map_picture(request: AnyRequest, result_id: FromPath[str]) -> Response[bytes]:
-    hub = hub_of(request)
+def map_picture(hub: HubDependency, result_id: FromPath[str]) -> Response[bytes]:
     key = map_key(hub, result_id)
     data = PICTURES.get("map:" + key, lambda: map_png(load_map(hub, result_id), max_px=440))
     return Response(data, media_type="image/png", headers=PNG_HEADERS)
 
 
 @get("/ui/wafers/{result_id:str}/overlay.png", opt=_perm(auth.VIEW), sync_to_thread=True)
-def overlay_picture(request: AnyRequest, result_id: FromPath[str]) -> Response[bytes]:
-    hub = hub_of(request)
+def overlay_picture(hub: HubDependency, result_id: FromPath[str]) -> Response[bytes]:
     heat_key, heat = load_heatmap(hub, result_id)
     key = map_key(hub, result_id)
     data = PICTURES.get(
@@ -146,8 +153,7 @@ def overlay_picture(request: AnyRequest, result_id: FromPath[str]) -> Response[b
 
 
 @get("/ui/wafers/{result_id:str}/similar", opt=_perm(auth.VIEW), sync_to_thread=True)
-def similar_fragment(request: AnyRequest, result_id: FromPath[str]) -> Template:
-    hub = hub_of(request)
+def similar_fragment(hub: HubDependency, result_id: FromPath[str]) -> Template:
     found = hub.similar.query(result_id, k=8)
     rows = []
     with hub.db.session() as s:
@@ -160,10 +166,12 @@ def similar_fragment(request: AnyRequest, result_id: FromPath[str]) -> Template:
 
 @get("/ui/wafers/{result_id:str}/shap", opt=_perm(auth.EXPLAIN), sync_to_thread=True)
 def shap_fragment(
-    request: AnyRequest, result_id: FromPath[str], target: FromQuery[str | None] = None
+    request: AnyRequest,
+    hub: HubDependency,
+    result_id: FromPath[str],
+    target: FromQuery[str | None] = None,
 ) -> Template:
     """Computed on request (seconds): the page fetches it when the reviewer asks."""
-    hub = hub_of(request)
     explainer = hub.explainer
     if explainer is None:
         return Template(template_name="_shap.html.j2", context={"error": "no engine configured"})
@@ -179,6 +187,7 @@ def shap_fragment(
 @get("/ui/results", opt=_perm(auth.VIEW), sync_to_thread=True)
 def results_page(
     request: AnyRequest,
+    hub: HubDependency,
     tester: FromQuery[str | None] = None,
     lot: FromQuery[str | None] = None,
     pattern: FromQuery[str | None] = None,
@@ -187,7 +196,6 @@ def results_page(
     date_to: FromQuery[str | None] = None,
     before: FromQuery[str | None] = None,
 ) -> Template:
-    hub = hub_of(request)
     params = {
         "tester": tester,
         "lot": lot,
@@ -205,6 +213,7 @@ def results_page(
     query = "&".join(f"{k}={v}" for k, v in params.items() if v)
     return page(
         request,
+        hub,
         "results.html.j2",
         page=pg,
         params=params,
@@ -217,9 +226,11 @@ def results_page(
 
 @get("/ui/trends", opt=_perm(auth.VIEW), sync_to_thread=True)
 def trends_page(
-    request: AnyRequest, tester: FromQuery[str | None] = None, days: FromQuery[int] = 30
+    request: AnyRequest,
+    hub: HubDependency,
+    tester: FromQuery[str | None] = None,
+    days: FromQuery[int] = 30,
 ) -> Template:
-    hub = hub_of(request)
     days = max(2, min(days, 180))
     with hub.db.session() as s:
         testers = queries.testers(s)
@@ -237,44 +248,47 @@ def trends_page(
                         sum(counts),
                     )
                 )
-    return page(request, "trends.html.j2", testers=testers, tester=chosen, days=days, charts=charts)
+    return page(
+        request, hub, "trends.html.j2", testers=testers, tester=chosen, days=days, charts=charts
+    )
 
 
 @get("/ui/alerts", opt=_perm(auth.VIEW), sync_to_thread=True)
-def alerts_page(request: AnyRequest, show: FromQuery[str] = "open") -> Template:
-    hub = hub_of(request)
+def alerts_page(request: AnyRequest, hub: HubDependency, show: FromQuery[str] = "open") -> Template:
     with hub.db.session() as s:
         rows = alert_store.list_alerts(s, acknowledged=False if show == "open" else None, limit=200)
         deliveries = {a.alert_id: alert_store.deliveries_of(s, a.alert_id) for a in rows[:50]}
-    return page(request, "alerts.html.j2", rows=rows, show=show, deliveries=deliveries)
+    return page(request, hub, "alerts.html.j2", rows=rows, show=show, deliveries=deliveries)
 
 
 @get("/ui/devices", opt=_perm(auth.VIEW), sync_to_thread=True)
-def devices_page(request: AnyRequest) -> Template:
-    hub = hub_of(request)
+def devices_page(request: AnyRequest, hub: HubDependency) -> Template:
     with hub.db.session() as s:
         rows = queries.devices(s)
     stale = utcnow() - timedelta(minutes=5)
-    return page(request, "devices.html.j2", rows=rows, stale=stale)
+    return page(request, hub, "devices.html.j2", rows=rows, stale=stale)
 
 
 @get("/ui/help", opt=_perm(auth.VIEW))
-async def help_page(request: AnyRequest) -> Template:
+async def help_page(request: AnyRequest, hub: HubDependency) -> Template:
     require(request)
-    return page(request, "help.html.j2")
+    return page(request, hub, "help.html.j2")
 
 
-ROUTES = [
-    home,
-    queue_page,
-    wafer_page,
-    map_picture,
-    overlay_picture,
-    similar_fragment,
-    shap_fragment,
-    results_page,
-    trends_page,
-    alerts_page,
-    devices_page,
-    help_page,
-]
+PAGES = Router(
+    path="/",
+    route_handlers=[
+        home,
+        queue_page,
+        wafer_page,
+        similar_fragment,
+        shap_fragment,
+        results_page,
+        trends_page,
+        alerts_page,
+        devices_page,
+        help_page,
+    ],
+)
+PICTURES_ROUTER = Router(path="/", route_handlers=[map_picture, overlay_picture])
+ROUTERS = [PAGES, PICTURES_ROUTER]

@@ -8,7 +8,6 @@ from typing import Any
 
 from litestar import Router, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import Provide
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, MultipartBody, URLEncodedBody
 from litestar.response import Redirect, Template
@@ -24,7 +23,7 @@ from waferscope.hub.rollout.store import (
     get_rollout,
     list_rollouts,
 )
-from waferscope.hub.web.api_releases import HubDep, provide_hub, register
+from waferscope.hub.web.api_releases import HubDep, register
 from waferscope.hub.web.api_rollouts import ACTIONS, rollout_action, start_rollout
 from waferscope.hub.web.ui import page
 from waferscope.hub.web.views import AnyRequest
@@ -155,6 +154,5 @@ RELEASE_PAGES = Router(
         rollout_page,
         rollout_action_form,
     ],
-    dependencies={"hub": Provide(provide_hub, sync_to_thread=False)},
     include_in_schema=False,
 )

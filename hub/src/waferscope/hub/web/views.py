@@ -1,19 +1,19 @@
-"""Shared helpers of the API and UI routes: the hub from the request, row-to-JSON views."""
+"""Shared helpers of the API and UI routes: the hub dependency, row-to-JSON views."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeAlias
 
 from litestar import Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 
+from waferscope.hub.app import Hub
 from waferscope.hub.db.schema import AlertRow, Delivery, Device, Result
 from waferscope.hub.store.queries import Cursor, ResultFilter, WaferDetail, wafer_detail
-
-if TYPE_CHECKING:
-    from waferscope.hub.app import Hub
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -23,9 +23,15 @@ MAX_OFFSET: Final = 10**9
 Offset = Annotated[int, Parameter(le=MAX_OFFSET)]
 
 
-def hub_of(request: AnyRequest) -> Hub:
-    hub: Hub = request.app.state.hub
+def provide_hub(state: State) -> Hub:
+    """The hub this app serves: the ``hub`` dependency every route handler takes."""
+    hub: Hub = state.hub
     return hub
+
+
+HUB_DEPENDENCY: Final = {"hub": Provide(provide_hub, sync_to_thread=False)}
+# what a route handler declares to be given the hub: ``hub: HubDependency``
+HubDependency: TypeAlias = NamedDependency[Hub]
 
 
 def client_addr(request: AnyRequest) -> str:
