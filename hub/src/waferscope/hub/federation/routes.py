@@ -15,7 +15,7 @@ from waferscope.hub import auth
 from waferscope.hub.federation.control import FederationControl, FederationError
 from waferscope.hub.web.security import require
 from waferscope.hub.web.ui import page
-from waferscope.hub.web.views import AnyRequest, provide_hub
+from waferscope.hub.web.views import AnyRequest, HubDependency, provide_hub
 from waferscope.protocols.errors import TopicError
 
 
@@ -71,8 +71,8 @@ def node_keys(federation: Control, device_id: FromPath[str]) -> Response[bytes]:
 
 
 @get("/ui/federation", opt={"permission": auth.VIEW}, sync_to_thread=True)
-def federation_page(request: AnyRequest, federation: Control) -> Template:
-    return page(request, "federation.html.j2", fed=federation.progress())
+def federation_page(request: AnyRequest, hub: HubDependency, federation: Control) -> Template:
+    return page(request, hub, "federation.html.j2", fed=federation.progress())
 
 
 federation_router = Router(

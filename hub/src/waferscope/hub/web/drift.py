@@ -99,6 +99,7 @@ def drift_page(
             )
     return page(
         request,
+        hub,
         "drift.html.j2",
         rows=rows,
         chosen=chosen,

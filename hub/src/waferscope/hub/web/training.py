@@ -21,7 +21,7 @@ from waferscope.hub.db.engine import Database
 from waferscope.hub.db.schema import TrainingJob
 from waferscope.hub.store import training
 from waferscope.hub.web.security import require
-from waferscope.hub.web.views import AnyRequest, provide_hub
+from waferscope.hub.web.views import AnyRequest, HubDependency, provide_hub
 
 
 class TrainingJobs:
@@ -169,10 +169,10 @@ def finish_job(jobs: Jobs, job_id: FromPath[str], data: JSONBody[FinishRequest])
 
 
 @get("/", opt=_perm(auth.VIEW), sync_to_thread=True)
-def jobs_page(request: AnyRequest, jobs: Jobs) -> Template:
+def jobs_page(request: AnyRequest, hub: HubDependency, jobs: Jobs) -> Template:
     from waferscope.hub.web.ui import page
 
-    return page(request, "training.html.j2", jobs=jobs.recent())
+    return page(request, hub, "training.html.j2", jobs=jobs.recent())
 
 
 DEPENDENCIES = {"jobs": Provide(provide_jobs, sync_to_thread=False)}

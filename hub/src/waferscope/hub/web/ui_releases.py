@@ -36,6 +36,7 @@ def _registry(request: AnyRequest, hub: Hub, **extra: Any) -> Template:
         devices = sorted(d.device_id for d in s.query(Device))
     return page(
         request,
+        hub,
         "releases.html.j2",
         releases=releases,
         rollouts=rollouts,
@@ -127,7 +128,13 @@ def rollout_page(request: AnyRequest, hub: HubDep, rollout_id: FromPath[str]) ->
         release = get_release(s, row.release_id)
         devices = devices_of(s, rollout_id)
     return page(
-        request, "rollout.html.j2", rollout=row, release=release, devices=devices, actions=ACTIONS
+        request,
+        hub,
+        "rollout.html.j2",
+        rollout=row,
+        release=release,
+        devices=devices,
+        actions=ACTIONS,
     )
 
 
