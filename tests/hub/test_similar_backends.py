@@ -14,16 +14,17 @@ from waferscope.hub.blobs import DirectoryBlobStore
 from waferscope.hub.config import ReviewConfig
 from waferscope.hub.db.engine import Database, utcnow
 from waferscope.hub.db.schema import Result
+from waferscope.hub.ingest.handler import stored_result_rows
 from waferscope.hub.review_policy import UncertaintyFirst
 from waferscope.hub.similar import SimilarWafers
 from waferscope.hub.similar_pg import search_sql
-from waferscope.hub.store.ingest import Batch, result_rows, write_batch
+from waferscope.hub.store.ingest import Batch, write_batch
 
 SELECTOR = UncertaintyFirst(ReviewConfig(threshold=0.6, sample_rate=0.1))
 
 
 def ingest(db: Database, blobs: DirectoryBlobStore, msgs: list) -> None:
-    rows = [result_rows(m, blobs=blobs, selector=SELECTOR, now=utcnow()) for m in msgs]
+    rows = [stored_result_rows(m, blobs=blobs, selector=SELECTOR, now=utcnow()) for m in msgs]
     with db.connect() as conn:
         write_batch(conn, Batch(results=rows))
 
