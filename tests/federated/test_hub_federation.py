@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from litestar.testing import TestClient
 sys.path.insert(0, str(Path(__file__).parents[1] / "hub"))  # the hub tests' helpers
 from hub_data import make_result, real_grids
 from hub_testing import PASSWORD, add_role_users, bearer, feed, hub_config
-from local_services import free_port, wait_port
+from local_services import free_port, wait_for, wait_port
 
 from waferscope.hub.app import Hub
 from waferscope.hub.store import review
@@ -32,15 +31,6 @@ from waferscope.trainer.federated.server_state import FederatedRun, RoundRecord
 from .conftest import server_config
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture

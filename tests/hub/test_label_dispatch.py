@@ -5,12 +5,11 @@ is away."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from hub_data import make_result, real_grids
-from hub_support import Broker
+from hub_support import Broker, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
@@ -24,15 +23,6 @@ from waferscope.protocols import messages, topics
 from waferscope.protocols.pb import label_pb2
 
 from .test_store import ingest
-
-
-def wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_a_review_sends_the_label_to_the_edge_that_produced_the_wafer(

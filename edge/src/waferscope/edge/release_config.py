@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from waferscope.protocols.release.http_fetch import HttpFetchOptions
 from waferscope.protocols.release.transfer import ReleaseTransferError
+from waferscope.protocols.settings import Section
 
 
-class ReleaseConfig(BaseModel):
+class ReleaseConfig(Section):
     """Signed engine releases: trust, A/B slots, the local health gate and the shadow trial
     (docs/edge.md#engine-releases)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     trusted_root_keys: list[Path] = Field(
         default_factory=list,
